@@ -4,8 +4,8 @@
 use std::io::{Read, Write};
 
 use crate::{
-    Durability, EngineError, KeyRange, KvPair, Limits, Mutation, RawOp, Result, Timestamp,
-    Version, WriteBatch,
+    Durability, EngineError, KeyRange, KvPair, Limits, Mutation, RawOp, Result, Timestamp, Version,
+    WriteBatch,
 };
 
 /// The retention watermark (ENGINE.md section 3): the oldest timestamp still readable.
@@ -160,12 +160,8 @@ pub trait MvccEngine: RetentionController + RawKeyspace + Send + Sync + 'static 
     fn scan_at(&self, range: &KeyRange, limit: usize, ts: Timestamp) -> Result<Vec<KvPair>>;
 
     /// Like `scan_at` over the same key set, but descending: the largest keys first.
-    fn reverse_scan_at(
-        &self,
-        range: &KeyRange,
-        limit: usize,
-        ts: Timestamp,
-    ) -> Result<Vec<KvPair>>;
+    fn reverse_scan_at(&self, range: &KeyRange, limit: usize, ts: Timestamp)
+        -> Result<Vec<KvPair>>;
 
     /// The timestamp of the newest version of `key` of any kind (tombstones and expired
     /// values count), or `None`. Not subject to the retention watermark.

@@ -10,7 +10,10 @@ use crate::Timestamp;
 pub enum EngineError {
     /// `apply_mutations` (or a write with a conflict check) found a version of `key`
     /// newer than the transaction's `start_ts`. Nothing was written.
-    #[error("write conflict on key {}: a version newer than start_ts {start_ts} exists", crate::display_key(key))]
+    #[error(
+        "write conflict on key {}: a version newer than start_ts {start_ts} exists",
+        crate::display_key(key)
+    )]
     WriteConflict {
         /// The first conflicting key, in the order the caller gave them.
         key: Vec<u8>,

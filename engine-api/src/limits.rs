@@ -131,16 +131,25 @@ mod tests {
         };
         let muts = [Mutation::put("a", "1"), Mutation::put("abcde", "1")];
         let err = limits.check_batch(&WriteBatch::new(&muts, 1)).unwrap_err();
-        assert!(matches!(err, EngineError::KeyTooLarge { size: 5, limit: 4 }));
+        assert!(matches!(
+            err,
+            EngineError::KeyTooLarge { size: 5, limit: 4 }
+        ));
         let muts = [Mutation::put("a", "12345")];
         let err = limits.check_batch(&WriteBatch::new(&muts, 1)).unwrap_err();
-        assert!(matches!(err, EngineError::ValueTooLarge { size: 5, limit: 4 }));
+        assert!(matches!(
+            err,
+            EngineError::ValueTooLarge { size: 5, limit: 4 }
+        ));
         let muts = [Mutation::delete("")];
         let err = limits.check_batch(&WriteBatch::new(&muts, 1)).unwrap_err();
         assert!(matches!(err, EngineError::EmptyKey { .. }));
         let muts = vec![Mutation::delete("a"); 4];
         let err = limits.check_batch(&WriteBatch::new(&muts, 1)).unwrap_err();
-        assert!(matches!(err, EngineError::BatchTooLarge { size: 4, limit: 3 }));
+        assert!(matches!(
+            err,
+            EngineError::BatchTooLarge { size: 4, limit: 3 }
+        ));
         let muts = [Mutation::delete("a")];
         assert!(limits.check_batch(&WriteBatch::new(&muts, 0)).is_err());
         assert!(limits.check_batch(&WriteBatch::new(&muts, 1)).is_ok());

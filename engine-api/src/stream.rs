@@ -122,13 +122,16 @@ impl<W: Write> SnapshotWriter<W> {
             _ => false,
         };
         if key.len() > u32::MAX as usize || value.is_some_and(|v| v.len() > u32::MAX as usize) {
-            return Err(EngineError::InvalidArgument("record too large for the stream".into()));
+            return Err(EngineError::InvalidArgument(
+                "record too large for the stream".into(),
+            ));
         }
         if same_key && self.key_in_block {
             self.block.push(TAG_SAME_KEY);
         } else {
             self.block.push(TAG_NEW_KEY);
-            self.block.extend_from_slice(&(key.len() as u32).to_be_bytes());
+            self.block
+                .extend_from_slice(&(key.len() as u32).to_be_bytes());
             self.block.extend_from_slice(key);
             self.key_in_block = true;
         }
@@ -137,7 +140,8 @@ impl<W: Write> SnapshotWriter<W> {
             Some(v) => {
                 self.block.push(KIND_VALUE);
                 self.block.extend_from_slice(&expire_at.to_be_bytes());
-                self.block.extend_from_slice(&(v.len() as u32).to_be_bytes());
+                self.block
+                    .extend_from_slice(&(v.len() as u32).to_be_bytes());
                 self.block.extend_from_slice(v);
             }
             None => {
@@ -171,7 +175,8 @@ impl<W: Write> SnapshotWriter<W> {
         let len = u32::try_from(self.block.len())
             .map_err(|_| EngineError::InvalidArgument("snapshot block too large".into()))?;
         self.out.write_all(&len.to_be_bytes())?;
-        self.out.write_all(&crc32fast::hash(&self.block).to_be_bytes())?;
+        self.out
+            .write_all(&crc32fast::hash(&self.block).to_be_bytes())?;
         self.out.write_all(&self.block)?;
         self.stats.bytes += 8 + self.block.len() as u64;
         self.block.clear();
@@ -229,7 +234,9 @@ impl<R: Read> SnapshotReader<R> {
         let mut header = [0u8; HEADER_LEN + 4];
         read_exact_or_truncated(&mut input, &mut header, "header")?;
         if &header[..8] != MAGIC {
-            return Err(EngineError::corrupted("not a snapshot stream: bad magic bytes"));
+            return Err(EngineError::corrupted(
+                "not a snapshot stream: bad magic bytes",
+            ));
         }
         let crc = u32::from_be_bytes(header[HEADER_LEN..].try_into().expect("4 bytes"));
         if crc32fast::hash(&header[..HEADER_LEN]) != crc {
@@ -306,7 +313,11 @@ impl<R: Read> SnapshotReader<R> {
                     "same-key record at the start of a block",
                 ))
             }
-            other => return Err(EngineError::corrupted(format!("unknown record tag {other}"))),
+            other => {
+                return Err(EngineError::corrupted(format!(
+                    "unknown record tag {other}"
+                )))
+            }
         };
         let mut key_range = None;
         if new_key {
@@ -349,7 +360,11 @@ impl<R: Read> SnapshotReader<R> {
             KIND_VALUE => {}
             KIND_TOMBSTONE if value_len == 0 && expire_at == 0 => {}
             KIND_TOMBSTONE => return Err(EngineError::corrupted("tombstone with payload")),
-            other => return Err(EngineError::corrupted(format!("unknown version kind {other}"))),
+            other => {
+                return Err(EngineError::corrupted(format!(
+                    "unknown version kind {other}"
+                )))
+            }
         }
         // A new-key record repeating the previous key continues that key's versions
         // across a block boundary; otherwise keys must strictly ascend.
@@ -393,11 +408,8 @@ impl<R: Read> SnapshotReader<R> {
             self.finish_stream()?;
             return Ok(false);
         }
-        let max_block = BLOCK_TARGET
-            + RECORD_FIXED
-            + 4
-            + self.limits.max_key_size
-            + self.limits.max_value_size;
+        let max_block =
+            BLOCK_TARGET + RECORD_FIXED + 4 + self.limits.max_key_size + self.limits.max_value_size;
         if len > max_block {
             return Err(EngineError::corrupted(format!(
                 "snapshot block of {len} bytes exceeds the {max_block}-byte maximum"
@@ -415,7 +427,9 @@ impl<R: Read> SnapshotReader<R> {
         self.pos = 0;
         self.key_in_block = false;
         if self.block.first() != Some(&TAG_NEW_KEY) {
-            return Err(EngineError::corrupted("snapshot block does not start with a key"));
+            return Err(EngineError::corrupted(
+                "snapshot block does not start with a key",
+            ));
         }
         Ok(true)
     }
@@ -425,7 +439,9 @@ impl<R: Read> SnapshotReader<R> {
         read_exact_or_truncated(&mut self.input, &mut end, "end marker")?;
         let crc = u32::from_be_bytes(end[16..].try_into().expect("4 bytes"));
         if crc32fast::hash(&end[..16]) != crc {
-            return Err(EngineError::corrupted("snapshot end-marker checksum mismatch"));
+            return Err(EngineError::corrupted(
+                "snapshot end-marker checksum mismatch",
+            ));
         }
         let keys = u64::from_be_bytes(end[..8].try_into().expect("8 bytes"));
         let versions = u64::from_be_bytes(end[8..16].try_into().expect("8 bytes"));
@@ -483,7 +499,9 @@ struct Cursor<'a> {
 impl Cursor<'_> {
     fn skip(&mut self, n: usize) -> Result<()> {
         if self.buf.len() - self.pos < n {
-            return Err(EngineError::corrupted("snapshot record runs past its block"));
+            return Err(EngineError::corrupted(
+                "snapshot record runs past its block",
+            ));
         }
         self.pos += n;
         Ok(())
@@ -570,7 +588,10 @@ mod tests {
     fn every_truncation_and_every_flipped_byte_is_detected() {
         let bytes = sample();
         for cut in 0..bytes.len() {
-            assert!(read_all(&bytes[..cut]).is_err(), "truncation at {cut} accepted");
+            assert!(
+                read_all(&bytes[..cut]).is_err(),
+                "truncation at {cut} accepted"
+            );
         }
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();

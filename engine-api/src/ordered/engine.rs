@@ -3,6 +3,7 @@
 use std::io::{Read, Write};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 use super::{apply_raw_op, Direction, OrderedRead, OrderedStore, OrderedWrite, Table, TableOp};
 use crate::encoding::{
@@ -38,6 +39,10 @@ pub struct OrderedMvcc<S: OrderedStore> {
     pub(super) last_commit_ts: AtomicU64,
     pub(super) min_retained: AtomicU64,
     pub(super) compaction_batch: usize,
+    /// Held shared by every writer from `begin_write` until its cached counters are
+    /// updated, and exclusively by a restore until it has published its counters, so
+    /// that a restore never interleaves with another writer's commit and counter update.
+    pub(super) restore_gate: RwLock<()>,
 }
 
 impl<S: OrderedStore> OrderedMvcc<S> {
@@ -59,7 +64,10 @@ impl<S: OrderedStore> OrderedMvcc<S> {
                 let found = String::from_utf8_lossy(&found).into_owned();
                 let (engine, version) = found.rsplit_once(':').unwrap_or((&found, "?"));
                 return Err(EngineError::Incompatible(if engine != store.name() {
-                    format!("the store was written by the {engine} engine, not {}", store.name())
+                    format!(
+                        "the store was written by the {engine} engine, not {}",
+                        store.name()
+                    )
                 } else {
                     format!(
                         "the store has format version {version}; this build reads version {ORDERED_FORMAT_VERSION}"
@@ -72,8 +80,8 @@ impl<S: OrderedStore> OrderedMvcc<S> {
                 txn.commit(Durability::Sync)?;
             }
         }
-        let max_key = max_user_key_for(store.max_stored_key_size())
-            .min(Limits::DEFAULT.max_key_size);
+        let max_key =
+            max_user_key_for(store.max_stored_key_size()).min(Limits::DEFAULT.max_key_size);
         let limits = Limits {
             max_key_size: max_key,
             max_value_size: (store.max_stored_value_size().saturating_sub(9))
@@ -86,6 +94,7 @@ impl<S: OrderedStore> OrderedMvcc<S> {
             last_commit_ts: AtomicU64::new(last_commit_ts),
             min_retained: AtomicU64::new(min_retained),
             compaction_batch: 4096,
+            restore_gate: RwLock::new(()),
         })
     }
 
@@ -113,6 +122,14 @@ impl<S: OrderedStore> OrderedMvcc<S> {
     /// The backend store, for backend-specific operations and raw benchmarks.
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// Enters the gate as an ordinary writer (see `restore_gate`). The gate guards no
+    /// data, so a poisoned gate is still usable.
+    pub(super) fn writer_gate(&self) -> RwLockReadGuard<'_, ()> {
+        self.restore_gate
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Opens a read view and then checks the watermark (in that order, so that a
@@ -297,7 +314,11 @@ impl<S: OrderedStore> OrderedMvcc<S> {
 
     /// Writes `last_commit_ts` through `txn` if `commit_ts` raises it; returns the new
     /// value to publish after the commit.
-    pub(super) fn raise_last_commit(&self, txn: &mut S::Write<'_>, commit_ts: Timestamp) -> Result<Option<Timestamp>> {
+    pub(super) fn raise_last_commit(
+        &self,
+        txn: &mut S::Write<'_>,
+        commit_ts: Timestamp,
+    ) -> Result<Option<Timestamp>> {
         if commit_ts > self.last_commit_ts.load(Ordering::SeqCst) {
             txn.put(Table::Meta, META_LAST_COMMIT, &commit_ts.to_be_bytes())?;
             return Ok(Some(commit_ts));
@@ -342,6 +363,7 @@ impl<S: OrderedStore> RetentionController for OrderedMvcc<S> {
     }
 
     fn set_min_retained_ts(&self, ts: Timestamp) -> Result<()> {
+        let _gate = self.writer_gate();
         let mut txn = self.store.begin_write()?;
         if ts <= self.min_retained.load(Ordering::SeqCst) {
             return Ok(());
@@ -384,13 +406,16 @@ fn raw_scan<S: OrderedStore>(
         return Ok(out);
     }
     let (lower, upper) = range.bounds();
-    engine.store.read()?.scan(Table::Raw, lower, upper, direction, &mut |k, v| {
-        out.push(KvPair {
-            key: k.to_vec(),
-            value: v.to_vec(),
-        });
-        Ok(out.len() < limit)
-    })?;
+    engine
+        .store
+        .read()?
+        .scan(Table::Raw, lower, upper, direction, &mut |k, v| {
+            out.push(KvPair {
+                key: k.to_vec(),
+                value: v.to_vec(),
+            });
+            Ok(out.len() < limit)
+        })?;
     Ok(out)
 }
 
@@ -433,7 +458,12 @@ impl<S: OrderedStore> MvccEngine for OrderedMvcc<S> {
         self.forward_scan(&view, range, limit, ts)
     }
 
-    fn reverse_scan_at(&self, range: &KeyRange, limit: usize, ts: Timestamp) -> Result<Vec<KvPair>> {
+    fn reverse_scan_at(
+        &self,
+        range: &KeyRange,
+        limit: usize,
+        ts: Timestamp,
+    ) -> Result<Vec<KvPair>> {
         self.check_range(range)?;
         if limit == 0 || range.is_empty() {
             return Ok(Vec::new());
@@ -453,6 +483,7 @@ impl<S: OrderedStore> MvccEngine for OrderedMvcc<S> {
 
     fn write(&self, batch: &WriteBatch<'_>) -> Result<()> {
         self.limits.check_batch(batch)?;
+        let _gate = self.writer_gate();
         let mut txn = self.store.begin_write()?;
         if let Some(start_ts) = batch.conflict_start_ts {
             let keys = batch
@@ -471,10 +502,18 @@ impl<S: OrderedStore> MvccEngine for OrderedMvcc<S> {
         }
         for mutation in batch.mutations {
             let (key, value) = match mutation {
-                crate::Mutation::Put { key, value, expire_at } => (key, encode_live_value(value, *expire_at)),
+                crate::Mutation::Put {
+                    key,
+                    value,
+                    expire_at,
+                } => (key, encode_live_value(value, *expire_at)),
                 crate::Mutation::Delete { key } => (key, encode_value(&VersionKind::Tombstone, 0)),
             };
-            txn.put(Table::Versions, &encode_version_key(key, batch.commit_ts), &value)?;
+            txn.put(
+                Table::Versions,
+                &encode_version_key(key, batch.commit_ts),
+                &value,
+            )?;
         }
         for op in batch.raw {
             apply_raw_op(&mut txn, Table::Raw, op)?;
@@ -498,11 +537,15 @@ impl<S: OrderedStore> MvccEngine for OrderedMvcc<S> {
                 "commit_ts {commit_ts} is reserved"
             )));
         }
+        let _gate = self.writer_gate();
         let mut txn = self.store.begin_write()?;
         let Some(stored) = Self::version_at(&txn, key, commit_ts)? else {
             return Ok(false);
         };
-        let Some(value) = decode_value(&stored)?.visible_at(commit_ts).map(<[u8]>::to_vec) else {
+        let Some(value) = decode_value(&stored)?
+            .visible_at(commit_ts)
+            .map(<[u8]>::to_vec)
+        else {
             return Ok(false);
         };
         txn.put(
@@ -552,6 +595,10 @@ impl<S: OrderedStore> MvccEngine for OrderedMvcc<S> {
             op: op.clone(),
         }));
         let mut key_buf = Vec::new();
+        let _exclusive = self
+            .restore_gate
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         self.store.replace_versions(
             &mut |sink| {
                 while let Some((key, version)) = stream.next_version()? {
@@ -569,8 +616,10 @@ impl<S: OrderedStore> MvccEngine for OrderedMvcc<S> {
             &finish,
         )?;
         // Restore replaces the content, so both counters may move either way.
-        self.last_commit_ts.store(header.last_commit_ts, Ordering::SeqCst);
-        self.min_retained.store(header.min_retained_ts, Ordering::SeqCst);
+        self.last_commit_ts
+            .store(header.last_commit_ts, Ordering::SeqCst);
+        self.min_retained
+            .store(header.min_retained_ts, Ordering::SeqCst);
         let (keys, versions) = stream.counts();
         Ok(RestoreStats {
             keys,
@@ -589,11 +638,12 @@ pub struct OrderedSnapshot<T> {
     min_retained_ts: Timestamp,
 }
 
+/// Receives each stored version of a snapshot: user key, ts, decoded value.
+type StoredVersionVisitor<'v> =
+    dyn FnMut(&[u8], Timestamp, crate::encoding::StoredValue<'_>) -> Result<bool> + 'v;
+
 impl<T: OrderedRead> OrderedSnapshot<T> {
-    fn scan_versions(
-        &self,
-        visit: &mut dyn FnMut(&[u8], Timestamp, crate::encoding::StoredValue<'_>) -> Result<bool>,
-    ) -> Result<()> {
+    fn scan_versions(&self, visit: &mut StoredVersionVisitor<'_>) -> Result<()> {
         let mut prefix_buf: Vec<u8> = Vec::new();
         let mut key_buf: Vec<u8> = Vec::new();
         self.snap.scan(
@@ -623,7 +673,10 @@ impl<T: OrderedRead + Send + 'static> EngineSnapshot for OrderedSnapshot<T> {
         self.min_retained_ts
     }
 
-    fn for_each_version(&self, visit: &mut dyn FnMut(&[u8], &Version) -> Result<bool>) -> Result<()> {
+    fn for_each_version(
+        &self,
+        visit: &mut dyn FnMut(&[u8], &Version) -> Result<bool>,
+    ) -> Result<()> {
         self.scan_versions(&mut |key, ts, stored| {
             let version = Version {
                 ts,

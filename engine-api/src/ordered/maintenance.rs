@@ -6,8 +6,7 @@ use super::engine::OrderedMvcc;
 use super::{Direction, OrderedRead, OrderedStore, OrderedWrite, Table};
 use crate::encoding::{decode_value, encode_user_key, split_version_key};
 use crate::{
-    CompactionScope, CompactionStats, Durability, KeyRange, Result, RetentionController,
-    Timestamp,
+    CompactionScope, CompactionStats, Durability, KeyRange, Result, RetentionController, Timestamp,
 };
 
 /// A compaction scope translated to encoded-key space, where the order-preserving
@@ -23,7 +22,12 @@ impl EncodedScope {
             ranges
                 .iter()
                 .filter(|r| !r.is_empty())
-                .map(|r| (encode_user_key(&r.start), r.end.as_deref().map(encode_user_key)))
+                .map(|r| {
+                    (
+                        encode_user_key(&r.start),
+                        r.end.as_deref().map(encode_user_key),
+                    )
+                })
                 .collect()
         };
         match scope {
@@ -77,14 +81,23 @@ impl<S: OrderedStore> OrderedMvcc<S> {
         let mut stats = CompactionStats::default();
         let mut cursor: Vec<u8> = Vec::new();
         loop {
+            let _gate = self.writer_gate();
             let mut txn = self.store.begin_write()?;
+            // A restore in between replaced the data and its watermark: this
+            // compaction's `min_ts` no longer describes what readers may ask for.
+            if self.min_retained.load(std::sync::atomic::Ordering::SeqCst) < min_ts {
+                return Ok(stats);
+            }
             let batch = self.compaction_batch;
             let mut examined = 0usize;
             let mut current: Vec<u8> = Vec::new();
             let mut gc = KeyGc::default();
             let mut deletes: Vec<Vec<u8>> = Vec::new();
             let mut next_cursor: Option<Vec<u8>> = None;
-            let finish_key = |prefix: &[u8], gc: &mut KeyGc, deletes: &mut Vec<Vec<u8>>, stats: &mut CompactionStats| {
+            let finish_key = |prefix: &[u8],
+                              gc: &mut KeyGc,
+                              deletes: &mut Vec<Vec<u8>>,
+                              stats: &mut CompactionStats| {
                 if prefix.is_empty() {
                     return;
                 }
@@ -164,7 +177,9 @@ mod tests {
             CompactionScope::Only(vec![KeyRange::new("b", "d"), KeyRange::from("x")]),
             CompactionScope::AllExcept(vec![KeyRange::prefix(b"t\0")]),
         ];
-        let keys: [&[u8]; 9] = [b"a", b"b", b"b\0", b"c\xff", b"d", b"t", b"t\0", b"t\0\0", b"x"];
+        let keys: [&[u8]; 9] = [
+            b"a", b"b", b"b\0", b"c\xff", b"d", b"t", b"t\0", b"t\0\0", b"x",
+        ];
         for scope in &scopes {
             let encoded = EncodedScope::new(scope);
             for key in keys {

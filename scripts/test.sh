@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what the RocksDB build needs,
+# then runs every crate's tests with every feature on.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Reuse one build directory across runs (RocksDB's C++ build takes 10+ minutes).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/elastickv/target}"
+
+# librocksdb-sys generates its bindings with bindgen, which needs libclang.
+if [ -d engine-rocks ] && ! dpkg -s libclang-dev >/dev/null 2>&1; then
+  echo "installing libclang-dev (needed to build RocksDB bindings)"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libclang-dev >/dev/null
+fi
+
+cargo test --workspace --all-features "$@"
