@@ -49,6 +49,7 @@ mod range;
 mod version;
 mod write;
 
+pub mod data_dir;
 pub mod encoding;
 pub mod ordered;
 pub mod stream;

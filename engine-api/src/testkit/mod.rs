@@ -88,3 +88,5 @@ macro_rules! __conformance_test_fns {
         }
     };
 }
+
+pub mod crash;

@@ -304,7 +304,9 @@ pub fn restores_racing_with_writers_keep_counters_consistent<H: Harness>(harness
             }
         });
         let _done = SetOnDrop(&done);
-        for _ in 0..2000 {
+        // Each restore is a synced write: 300 keep the case to a few seconds on disk
+        // engines while still interleaving many restores with the writer.
+        for _ in 0..300 {
             e.restore(&mut stream.as_slice()).unwrap();
         }
     });
