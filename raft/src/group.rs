@@ -1,0 +1,442 @@
+//! [`Group`]: one Raft group on one node, behind a small API (propose, read barrier,
+//! membership, status, shutdown).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::marker::PhantomData;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use elastickv_engine_api::MvccEngine;
+use openraft::error::{
+    ClientWriteError, Fatal, InitializeError, InstallSnapshotError, RaftError as OpenraftError,
+};
+use openraft::metrics::WaitError;
+use openraft::{BasicNode, Raft, RaftMetrics, ServerState};
+
+use crate::applier::Applier;
+use crate::layout::Layout;
+use crate::log_store::{LogCounters, LogStore};
+use crate::network::{decode, encode, NetworkFactory, RemoteFailure};
+use crate::propose::{BatchLimits, ProposalBatcher, ProposeFailure};
+use crate::read::ReadBatcher;
+use crate::snapshot::SnapshotStore;
+use crate::state_machine::StateMachine;
+use crate::transport::{RpcKind, Transport};
+use crate::{GroupConfig, GroupId, NodeId, RaftError, Result, TypeConfig};
+
+/// A node's role in a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The leader: accepts proposals and serves linearizable reads.
+    Leader,
+    /// A voting follower.
+    Follower,
+    /// Campaigning for leadership.
+    Candidate,
+    /// A non-voting member that receives the log.
+    Learner,
+    /// Stopped.
+    Shutdown,
+}
+
+/// A point-in-time view of a group on one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupStatus {
+    /// The group.
+    pub group: GroupId,
+    /// This node.
+    pub node: NodeId,
+    /// This node's role.
+    pub role: Role,
+    /// The leader this node knows of.
+    pub leader: Option<NodeId>,
+    /// The current term.
+    pub term: u64,
+    /// Index of the last entry in the local log (0 when empty).
+    pub last_log_index: u64,
+    /// Highest committed index this node has learned (0 when none).
+    pub committed_index: u64,
+    /// Index of the last entry applied to the local engine (0 when none).
+    pub applied_index: u64,
+    /// Index covered by the latest local snapshot (0 when none).
+    pub snapshot_index: u64,
+    /// Index up to which the local log was purged (0 when none).
+    pub purged_index: u64,
+    /// The voting members.
+    pub voters: BTreeSet<NodeId>,
+    /// The non-voting members.
+    pub learners: BTreeSet<NodeId>,
+    /// Synced log writes made for appends since start.
+    pub log_syncs: u64,
+    /// Entries appended to the local log since start.
+    pub appended_entries: u64,
+}
+
+/// The outcome of a proposal: where it landed and what applying it returned.
+#[derive(Debug)]
+pub struct Proposed<R> {
+    /// The entry's log index.
+    pub index: u64,
+    /// The applier's response.
+    pub response: R,
+}
+
+/// One Raft group on this node, over engine `E` with applier `A`.
+pub struct Group<E: MvccEngine, A: Applier<E>> {
+    id: GroupId,
+    node: NodeId,
+    raft: Raft<TypeConfig>,
+    engine: Arc<E>,
+    counters: Arc<LogCounters>,
+    reads: Arc<ReadBatcher>,
+    proposals: Arc<ProposalBatcher>,
+    config: GroupConfig,
+    _applier: PhantomData<fn() -> A>,
+}
+
+impl<E: MvccEngine, A: Applier<E>> std::fmt::Debug for Group<E, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group")
+            .field("id", &self.id)
+            .field("node", &self.node)
+            .field("engine", &self.engine.name())
+            .finish()
+    }
+}
+
+fn stopped(group: GroupId, fatal: Fatal<NodeId>) -> RaftError {
+    RaftError::Stopped {
+        group,
+        message: fatal.to_string(),
+    }
+}
+
+fn role_of(state: ServerState) -> Role {
+    match state {
+        ServerState::Leader => Role::Leader,
+        ServerState::Follower => Role::Follower,
+        ServerState::Candidate => Role::Candidate,
+        ServerState::Learner => Role::Learner,
+        ServerState::Shutdown => Role::Shutdown,
+    }
+}
+
+impl<E: MvccEngine, A: Applier<E>> Group<E, A> {
+    /// Starts group `id` on node `node` over `engine`, keeping snapshot files in
+    /// `snapshot_dir`. The group rejoins its cluster from its persisted state; a new
+    /// group waits for [`Group::initialize`] (on one node) or to be added by a leader.
+    pub async fn start(
+        node: NodeId,
+        id: GroupId,
+        engine: Arc<E>,
+        applier: Arc<A>,
+        snapshot_dir: &Path,
+        transport: Arc<dyn Transport>,
+        config: GroupConfig,
+    ) -> Result<Self> {
+        let raft_config = Arc::new(config.to_openraft(id)?);
+        let layout = Layout::new(id);
+        let counters = Arc::new(LogCounters::default());
+        let log = LogStore::new(Arc::clone(&engine), id, Arc::clone(&counters));
+        let snapshots = Arc::new(SnapshotStore::open(
+            snapshot_dir,
+            Arc::clone(&engine),
+            layout.clone(),
+        )?);
+        let state_machine = StateMachine::open(Arc::clone(&engine), applier, layout, snapshots)?;
+        let network = NetworkFactory {
+            node,
+            group: id,
+            transport,
+            snapshots: config.snapshot_transfer,
+            rpc_timeout: config.rpc_timeout,
+        };
+        let raft = Raft::new(node, raft_config, network, log, state_machine)
+            .await
+            .map_err(|e| stopped(id, e))?;
+        Ok(Group {
+            id,
+            node,
+            raft,
+            engine,
+            counters,
+            reads: Arc::new(ReadBatcher::new(id, node, config.read_timeout)),
+            proposals: Arc::new(ProposalBatcher::new(BatchLimits {
+                max_commands: config.max_batch_commands,
+                max_bytes: config.max_batch_bytes,
+                pipeline: config.proposal_pipeline,
+            })),
+            config,
+            _applier: PhantomData,
+        })
+    }
+
+    /// The group's id.
+    pub fn id(&self) -> GroupId {
+        self.id
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
+    /// The engine holding this replica's state. Read it after [`Group::read_barrier`]
+    /// for linearizable reads; never write it directly.
+    pub fn engine(&self) -> &Arc<E> {
+        &self.engine
+    }
+
+    /// Makes a new group with these voting members (node id -> address). Call it on one
+    /// node only. Calling it again (for example after a restart with the same flags) is
+    /// harmless: a group that is already initialized is left as it is.
+    pub async fn initialize(&self, members: BTreeMap<NodeId, String>) -> Result<()> {
+        let members: BTreeMap<NodeId, BasicNode> = members
+            .into_iter()
+            .map(|(id, addr)| (id, BasicNode::new(addr)))
+            .collect();
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            Err(OpenraftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+            Err(OpenraftError::APIError(e)) => Err(RaftError::Membership {
+                group: self.id,
+                message: e.to_string(),
+            }),
+            Err(OpenraftError::Fatal(f)) => Err(stopped(self.id, f)),
+        }
+    }
+
+    fn write_error(
+        &self,
+        e: OpenraftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
+    ) -> RaftError {
+        match e {
+            OpenraftError::APIError(ClientWriteError::ForwardToLeader(f)) => RaftError::NotLeader {
+                group: self.id,
+                node: self.node,
+                leader: f.leader_id,
+            },
+            OpenraftError::APIError(ClientWriteError::ChangeMembershipError(m)) => {
+                RaftError::Membership {
+                    group: self.id,
+                    message: m.to_string(),
+                }
+            }
+            OpenraftError::Fatal(f) => stopped(self.id, f),
+        }
+    }
+
+    fn timeout(&self, what: &'static str, after: Duration) -> RaftError {
+        RaftError::Timeout {
+            group: self.id,
+            what,
+            after,
+        }
+    }
+
+    /// Replicates `command`, waits until it is committed and applied here, and returns
+    /// the applier's response. Concurrent proposals share log entries (and so log
+    /// syncs); each is still applied on its own, in order. Fails with [`RaftError::NotLeader`] on a non-leader, and
+    /// with [`RaftError::Timeout`] when it takes longer than the configured
+    /// `propose_timeout` (the command may still be applied later).
+    pub async fn propose(&self, command: Vec<u8>) -> Result<Proposed<A::Response>> {
+        let rx = self.proposals.submit(&self.raft, command);
+        let outcome = match tokio::time::timeout(self.config.propose_timeout, rx).await {
+            Err(_) => return Err(self.timeout("proposal", self.config.propose_timeout)),
+            Ok(Err(_)) => {
+                return Err(RaftError::Stopped {
+                    group: self.id,
+                    message: "proposal abandoned".into(),
+                })
+            }
+            Ok(Ok(outcome)) => outcome,
+        };
+        let group = self.id;
+        let (index, reply) = outcome.map_err(|failure| match failure {
+            ProposeFailure::NotLeader(leader) => RaftError::NotLeader {
+                group,
+                node: self.node,
+                leader,
+            },
+            ProposeFailure::Membership(message) => RaftError::Membership { group, message },
+            ProposeFailure::Stopped(message) => RaftError::Stopped { group, message },
+            ProposeFailure::Internal(message) => RaftError::Internal { group, message },
+        })?;
+        let reply = reply
+            .downcast::<A::Response>()
+            .map_err(|_| RaftError::Internal {
+                group,
+                message: format!("entry {index} produced a reply of another type"),
+            })?;
+        let response = Arc::try_unwrap(reply).map_err(|_| RaftError::Internal {
+            group,
+            message: format!("the reply of entry {index} is shared"),
+        })?;
+        Ok(Proposed { index, response })
+    }
+
+    /// The linearizable read barrier: returns once this node, as the confirmed leader,
+    /// has applied every entry committed before the call. A read of [`Group::engine`]
+    /// made after it returns sees every write acknowledged before the call.
+    /// Concurrent barriers share ReadIndex rounds.
+    pub async fn read_barrier(&self) -> Result<u64> {
+        self.reads.barrier(&self.raft).await
+    }
+
+    async fn membership_call<T>(
+        &self,
+        call: impl std::future::Future<
+            Output = std::result::Result<
+                T,
+                OpenraftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
+            >,
+        >,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.config.membership_timeout, call).await {
+            Err(_) => Err(self.timeout("membership change", self.config.membership_timeout)),
+            Ok(Err(e)) => Err(self.write_error(e)),
+            Ok(Ok(value)) => Ok(value),
+        }
+    }
+
+    /// Adds `node` (reachable at `addr`) as a learner and waits until it has caught up
+    /// with the leader's log (from the log or from a snapshot). Leader only.
+    pub async fn add_learner(&self, node: NodeId, addr: &str) -> Result<()> {
+        let call = self.raft.add_learner(node, BasicNode::new(addr), true);
+        self.membership_call(call).await.map(|_| ())
+    }
+
+    /// Makes exactly `voters` the voting members (through joint consensus); nodes that
+    /// are dropped leave the group. Every voter must already be a member (add learners
+    /// first). Leader only.
+    pub async fn change_voters(&self, voters: BTreeSet<NodeId>) -> Result<()> {
+        let call = self.raft.change_membership(voters, false);
+        self.membership_call(call).await.map(|_| ())
+    }
+
+    /// Promotes the learner `node` to a voter. Leader only.
+    pub async fn promote(&self, node: NodeId) -> Result<()> {
+        let mut voters = self.status().voters;
+        voters.insert(node);
+        self.change_voters(voters).await
+    }
+
+    /// The group's state on this node.
+    pub fn status(&self) -> GroupStatus {
+        let metrics = self.raft.metrics().borrow().clone();
+        self.status_from(&metrics)
+    }
+
+    fn status_from(&self, m: &RaftMetrics<NodeId, BasicNode>) -> GroupStatus {
+        let membership = m.membership_config.membership();
+        GroupStatus {
+            group: self.id,
+            node: self.node,
+            role: role_of(m.state),
+            leader: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            committed_index: self.counters.committed_index.load(Ordering::Relaxed),
+            applied_index: m.last_applied.map(|id| id.index).unwrap_or(0),
+            snapshot_index: m.snapshot.map(|id| id.index).unwrap_or(0),
+            purged_index: m.purged.map(|id| id.index).unwrap_or(0),
+            voters: membership.voter_ids().collect(),
+            learners: membership.learner_ids().collect(),
+            log_syncs: self.counters.append_syncs.load(Ordering::Relaxed),
+            appended_entries: self.counters.appended_entries.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Waits until `condition` holds for this group's status, re-checking whenever
+    /// openraft's metrics change (role, leader, term, log, applied, snapshot, purge,
+    /// membership). Fails with [`RaftError::Timeout`] after `timeout`.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        what: &'static str,
+        condition: impl Fn(&GroupStatus) -> bool + Send + Sync,
+    ) -> Result<GroupStatus> {
+        let waited = self
+            .raft
+            .wait(Some(timeout))
+            .metrics(|m| condition(&self.status_from(m)), what)
+            .await;
+        match waited {
+            Ok(m) => Ok(self.status_from(&m)),
+            Err(WaitError::Timeout(..)) => Err(self.timeout(what, timeout)),
+            Err(WaitError::ShuttingDown) => Err(RaftError::Stopped {
+                group: self.id,
+                message: "shutting down".into(),
+            }),
+        }
+    }
+
+    /// Asks for a snapshot now (it is built in the background).
+    pub async fn trigger_snapshot(&self) -> Result<()> {
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|f| stopped(self.id, f))
+    }
+
+    /// Asks this node to campaign for leadership now.
+    pub async fn trigger_election(&self) -> Result<()> {
+        self.raft
+            .trigger()
+            .elect()
+            .await
+            .map_err(|f| stopped(self.id, f))
+    }
+
+    /// Stops the group. The engine stays open until every handle to it is dropped.
+    pub async fn shutdown(&self) -> Result<()> {
+        self.raft.shutdown().await.map_err(|e| RaftError::Stopped {
+            group: self.id,
+            message: e.to_string(),
+        })
+    }
+
+    /// Answers one Raft RPC addressed to this group with an encoded reply.
+    pub(crate) async fn handle_rpc(&self, kind: RpcKind, body: &[u8]) -> Vec<u8> {
+        let raft_failure = |e: &dyn std::fmt::Display| RemoteFailure::Raft(e.to_string());
+        match kind {
+            RpcKind::AppendEntries => {
+                let reply = match decode(body) {
+                    Ok(request) => self
+                        .raft
+                        .append_entries(request)
+                        .await
+                        .map_err(|e| raft_failure(&e)),
+                    Err(e) => Err(e),
+                };
+                encode(&reply)
+            }
+            RpcKind::Vote => {
+                let reply = match decode(body) {
+                    Ok(request) => self.raft.vote(request).await.map_err(|e| raft_failure(&e)),
+                    Err(e) => Err(e),
+                };
+                encode(&reply)
+            }
+            RpcKind::InstallSnapshot => {
+                let reply = match decode(body) {
+                    Ok(request) => self
+                        .raft
+                        .install_snapshot(request)
+                        .await
+                        .map_err(|e| match e {
+                            OpenraftError::APIError(InstallSnapshotError::SnapshotMismatch(_)) => {
+                                RemoteFailure::SnapshotMismatch
+                            }
+                            other => raft_failure(&other),
+                        }),
+                    Err(e) => Err(e),
+                };
+                encode(&reply)
+            }
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! Where this crate keeps its state in the engine's raw keyspace, and how values are
+//! encoded.
+//!
+//! ```text
+//! "raft\0" | group_id u64 BE | 0x01                   -> vote
+//!                            | 0x02                   -> committed log id
+//!                            | 0x03                   -> last purged log id
+//!                            | 0x04                   -> last applied log id (state machine)
+//!                            | 0x05                   -> stored membership (state machine)
+//!                            | 0x06                   -> current snapshot (meta + file name)
+//!                            | 0x10 | index u64 BE    -> log entry
+//! ```
+//!
+//! Big-endian indexes make byte order equal index order, so the log is read with range
+//! scans and cut with range deletes. Every value is one format byte followed by the
+//! bincode encoding of the openraft type.
+
+use elastickv_engine_api::KeyRange;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::GroupId;
+
+const ROOT: &[u8] = b"raft\0";
+/// The value format this crate writes.
+const FORMAT: u8 = 1;
+
+/// What a raw key holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Slot {
+    Vote = 0x01,
+    Committed = 0x02,
+    Purged = 0x03,
+    Applied = 0x04,
+    Membership = 0x05,
+    Snapshot = 0x06,
+}
+
+const LOG: u8 = 0x10;
+
+/// The raw keys of one group.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    prefix: Vec<u8>,
+}
+
+impl Layout {
+    pub(crate) fn new(group: GroupId) -> Self {
+        let mut prefix = ROOT.to_vec();
+        prefix.extend_from_slice(&group.to_be_bytes());
+        Layout { prefix }
+    }
+
+    pub(crate) fn slot(&self, slot: Slot) -> Vec<u8> {
+        let mut key = self.prefix.clone();
+        key.push(slot as u8);
+        key
+    }
+
+    pub(crate) fn log_key(&self, index: u64) -> Vec<u8> {
+        let mut key = Vec::with_capacity(self.prefix.len() + 9);
+        key.extend_from_slice(&self.prefix);
+        key.push(LOG);
+        key.extend_from_slice(&index.to_be_bytes());
+        key
+    }
+
+    /// Log keys with index in `[start, end)`; `end == None` is unbounded.
+    pub(crate) fn log_range(&self, start: u64, end: Option<u64>) -> KeyRange {
+        let mut upper = self.prefix.clone();
+        upper.push(LOG + 1);
+        KeyRange {
+            start: self.log_key(start),
+            end: Some(match end {
+                Some(end) => self.log_key(end),
+                None => upper,
+            }),
+        }
+    }
+}
+
+/// Encodes a stored value.
+pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
+    let mut out = vec![FORMAT];
+    bincode::serialize_into(&mut out, value).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// Decodes a stored value written by [`encode`].
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    match bytes.split_first() {
+        Some((&FORMAT, body)) => bincode::deserialize(body).map_err(|e| e.to_string()),
+        Some((other, _)) => Err(format!("unknown raft value format {other}")),
+        None => Err("empty raft value".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_keys_sort_by_index_and_stay_inside_the_log_range() {
+        let layout = Layout::new(7);
+        let keys: Vec<_> = [0u64, 1, 255, 256, u64::MAX - 1]
+            .iter()
+            .map(|i| layout.log_key(*i))
+            .collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+        let all = layout.log_range(0, None);
+        assert!(keys.iter().all(|k| all.contains(k)));
+        assert!(!all.contains(&layout.slot(Slot::Vote)));
+        assert!(!Layout::new(8).log_range(0, None).contains(&keys[0]));
+    }
+
+    #[test]
+    fn values_round_trip_and_unknown_formats_are_refused() {
+        let bytes = encode(&(3u64, "x".to_string())).expect("encode");
+        let back: (u64, String) = decode(&bytes).expect("decode");
+        assert_eq!(back, (3, "x".to_string()));
+        assert!(decode::<u64>(&[9, 0]).is_err());
+        assert!(decode::<u64>(&[]).is_err());
+    }
+}

@@ -1,0 +1,66 @@
+//! # elastickv-raft: Raft replication over any engine
+//!
+//! This crate runs [openraft](https://docs.rs/openraft/0.9) groups whose log, vote and
+//! state live in an [`MvccEngine`](elastickv_engine_api::MvccEngine), behind a small API
+//! that keeps openraft's types out of the rest of elastickv:
+//!
+//! * [`Group`]: one group on one node: [`Group::propose`] a command and get the
+//!   [`Applier`]'s response, [`Group::read_barrier`] for linearizable reads (ReadIndex,
+//!   shared by concurrent readers), membership changes, [`Group::status`], shutdown.
+//! * [`RaftNode`]: the groups of a node, each with its own engine in
+//!   `<data-dir>/group-<id>/`, sharing one [`Transport`]; it routes incoming RPCs by
+//!   group id.
+//! * [`Applier`]: the deterministic command logic: [`TxnApplier`] adapts `txn`'s state
+//!   machine (the tests also use a small key-value applier);
+//!   [`RaftCeilingStore`] keeps the timestamp oracle's ceiling in the default group.
+//! * [`Transport`] / [`RaftService`]: the byte-level network boundary;
+//!   [`InProcessNetwork`] implements it in process, with fault injection.
+//!
+//! ## Storage
+//!
+//! The log store is written once over the engine's raw keyspace (see the layout in
+//! `docs/replication.md`): appends and votes are synced before openraft is told they
+//! are flushed, one sync per append call. The state machine writes each entry's effects
+//! and the applied log id (and membership) in one atomic engine write, buffered.
+//! Snapshots are the engine's portable snapshot stream, kept in a file, sent in chunks
+//! and installed with `restore_with`; memory use does not depend on their size.
+#![deny(missing_docs)]
+
+mod applier;
+mod config;
+mod error;
+mod group;
+mod inproc;
+mod layout;
+mod log_store;
+mod log_sync;
+mod network;
+mod node;
+mod propose;
+mod read;
+mod snapshot;
+mod snapshot_file;
+mod state_machine;
+#[cfg(test)]
+mod storage_suite;
+mod transport;
+mod txn;
+mod types;
+
+pub use applier::{Applied, Applier, ApplyEntry};
+pub use config::GroupConfig;
+pub use error::{RaftError, Result};
+pub use group::{Group, GroupStatus, Proposed, Role};
+pub use inproc::{InProcessNetwork, InProcessTransport};
+pub use log_store::LogStore;
+pub use network::SnapshotTransfer;
+pub use node::RaftNode;
+pub use snapshot::SnapshotBuilder;
+pub use snapshot_file::SnapshotFile;
+pub use state_machine::StateMachine;
+pub use transport::{RaftRequest, RaftService, RpcKind, Transport, TransportError};
+pub use txn::{RaftCeilingStore, TxnApplier};
+pub use types::{
+    CommandBatch, Entry, GroupId, LogId, NodeAddr, NodeId, Reply, SnapshotMeta, StorageError,
+    StoredMembership, TypeConfig, Vote, DEFAULT_GROUP,
+};

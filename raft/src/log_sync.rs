@@ -1,0 +1,151 @@
+//! Group commit for the log: one synced engine write makes many appends durable.
+//!
+//! openraft 0.9 calls `append` once per client write and calls it again as soon as the
+//! previous call returned, learning about durability later through a callback. So an
+//! append only parks its encoded entries in [`PendingLog`] (where log readers see them
+//! at once) and queues its callback here. A single task repeatedly takes every queued
+//! callback and every parked entry, writes all those entries in one synced engine
+//! write, and only then reports the callbacks flushed. While one sync runs, the next
+//! batch accumulates: concurrent proposals share syncs, and no entry is reported
+//! flushed before it is on stable storage.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
+use elastickv_engine_api::{Durability, MvccEngine, RawOp};
+use openraft::storage::LogFlushed;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::layout::Layout;
+use crate::log_store::{blocking, LogCounters};
+use crate::TypeConfig;
+
+/// Entries appended but not yet written to the engine: index -> encoded entry.
+pub(crate) type PendingLog = Arc<Mutex<BTreeMap<u64, Arc<[u8]>>>>;
+
+/// Something waiting for the next sync.
+enum SyncWaiter {
+    /// An append's completion callback.
+    Append(LogFlushed<TypeConfig>),
+    /// A caller that needs every earlier append durable before it proceeds.
+    Barrier(oneshot::Sender<Result<(), String>>),
+}
+
+/// The handle appends use to queue their callbacks.
+#[derive(Clone)]
+pub(crate) struct LogSyncer {
+    tx: mpsc::UnboundedSender<SyncWaiter>,
+}
+
+impl std::fmt::Debug for LogSyncer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogSyncer")
+    }
+}
+
+impl LogSyncer {
+    /// Starts the sync task of one group's log (inside a Tokio runtime). The task holds
+    /// the engine weakly, so it never keeps a closed group's engine open; it ends when
+    /// every handle is dropped.
+    pub(crate) fn start<E: MvccEngine>(
+        engine: &Arc<E>,
+        layout: &Layout,
+        pending: PendingLog,
+        counters: Arc<LogCounters>,
+    ) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = SyncTask {
+            engine: Arc::downgrade(engine),
+            layout: layout.clone(),
+            pending,
+            counters,
+        };
+        tokio::spawn(task.run(rx));
+        LogSyncer { tx }
+    }
+
+    /// Reports `callback` once every entry parked before this call is durable.
+    pub(crate) fn flushed_later(&self, callback: LogFlushed<TypeConfig>) {
+        if let Err(mpsc::error::SendError(SyncWaiter::Append(callback))) =
+            self.tx.send(SyncWaiter::Append(callback))
+        {
+            callback.log_io_completed(Err(std::io::Error::other("log sync task stopped")));
+        }
+    }
+
+    /// Waits until every entry parked before this call is durable.
+    pub(crate) async fn barrier(&self) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(SyncWaiter::Barrier(tx))
+            .map_err(|_| "log sync task stopped".to_string())?;
+        rx.await.map_err(|_| "log sync task stopped".to_string())?
+    }
+}
+
+struct SyncTask<E> {
+    engine: Weak<E>,
+    layout: Layout,
+    pending: PendingLog,
+    counters: Arc<LogCounters>,
+}
+
+impl<E: MvccEngine> SyncTask<E> {
+    async fn run(self, mut rx: mpsc::UnboundedReceiver<SyncWaiter>) {
+        while let Some(first) = rx.recv().await {
+            let mut waiters = vec![first];
+            while let Ok(more) = rx.try_recv() {
+                waiters.push(more);
+            }
+            // Every waiter's entries were parked before it was queued, so they are in
+            // this batch (or were written by an earlier, already synced one).
+            let batch: Vec<(u64, Arc<[u8]>)> = self
+                .pending
+                .lock()
+                .iter()
+                .map(|(index, bytes)| (*index, Arc::clone(bytes)))
+                .collect();
+            let result = if batch.is_empty() {
+                Ok(())
+            } else {
+                self.write(&batch).await
+            };
+            if result.is_ok() {
+                let mut pending = self.pending.lock();
+                for (index, bytes) in &batch {
+                    if pending.get(index).is_some_and(|b| Arc::ptr_eq(b, bytes)) {
+                        pending.remove(index);
+                    }
+                }
+            }
+            for waiter in waiters {
+                match waiter {
+                    SyncWaiter::Append(callback) => {
+                        callback.log_io_completed(result.clone().map_err(std::io::Error::other))
+                    }
+                    SyncWaiter::Barrier(tx) => {
+                        // The waiter may have given up; nothing to report then.
+                        let _ = tx.send(result.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    async fn write(&self, batch: &[(u64, Arc<[u8]>)]) -> Result<(), String> {
+        let Some(engine) = self.engine.upgrade() else {
+            return Err("engine closed".to_string());
+        };
+        let ops: Vec<RawOp> = batch
+            .iter()
+            .map(|(index, bytes)| RawOp::put(self.layout.log_key(*index), bytes.to_vec()))
+            .collect();
+        blocking(move || engine.raw_write(&ops, Durability::Sync))
+            .await
+            .map_err(|e| e.to_string())?;
+        self.counters.append_syncs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}

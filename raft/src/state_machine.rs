@@ -1,0 +1,470 @@
+//! The state machine: committed entries applied to the engine through the group's
+//! [`Applier`], with the applied log id and membership written in the same atomic
+//! engine write as each entry's effects.
+//!
+//! State-machine writes are buffered: the log is durable, and the applied id travels
+//! with the data, so a crash loses a suffix of applied entries that the log replays.
+//! Before a snapshot is taken (after which the log may be purged) one synced write
+//! makes everything applied so far durable.
+
+use std::any::Any;
+use std::io::{BufReader, Seek, SeekFrom};
+use std::sync::Arc;
+
+use elastickv_engine_api::{Durability, EngineError, MvccEngine, RawOp};
+use openraft::storage::RaftStateMachine;
+use openraft::{EntryPayload, ErrorSubject, ErrorVerb, Snapshot};
+use serde::{Deserialize, Serialize};
+
+use crate::applier::{Applier, ApplyEntry};
+use crate::layout::{decode, encode, Layout, Slot};
+use crate::log_store::{blocking, storage_error};
+use crate::snapshot::{SnapshotBuilder, SnapshotStore, FILE_BUFFER};
+use crate::snapshot_file::SnapshotFile;
+use crate::types::Reply;
+use crate::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+
+/// The state machine of one group.
+#[derive(Debug)]
+pub struct StateMachine<E: MvccEngine, A> {
+    engine: Arc<E>,
+    applier: Arc<A>,
+    layout: Layout,
+    applied: Option<LogId>,
+    membership: StoredMembership,
+    snapshots: Arc<SnapshotStore<E>>,
+}
+
+/// What has been applied, as stored in the raw keyspace with every apply.
+///
+/// An entry carries a batch of commands, each applied in its own atomic engine write;
+/// after command `k` of entry `X` (not the last) the state is `{complete: <entry before
+/// X>, partial: (X, k + 1)}`, after the last it is `{complete: X, partial: None}`. When
+/// a crash left a partial state, opening the state machine applies the rest of entry `X`
+/// (read from the log) before openraft starts, so every command takes effect exactly
+/// once and openraft and snapshots only ever see whole entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ApplyState {
+    pub(crate) complete: Option<LogId>,
+    pub(crate) partial: Option<(LogId, u32)>,
+}
+
+impl ApplyState {
+    fn complete(log_id: Option<LogId>) -> Self {
+        ApplyState {
+            complete: log_id,
+            partial: None,
+        }
+    }
+}
+
+fn encoding_error(e: String) -> EngineError {
+    EngineError::InvalidArgument(format!("raft state encoding: {e}"))
+}
+
+/// The raw operations recording `state` (and `membership`, when given).
+fn apply_state_ops(
+    layout: &Layout,
+    state: &ApplyState,
+    membership: Option<&StoredMembership>,
+) -> Result<Vec<RawOp>, EngineError> {
+    let mut ops = Vec::with_capacity(2);
+    ops.push(RawOp::put(
+        layout.slot(Slot::Applied),
+        encode(state).map_err(encoding_error)?,
+    ));
+    if let Some(membership) = membership {
+        ops.push(RawOp::put(
+            layout.slot(Slot::Membership),
+            encode(membership).map_err(encoding_error)?,
+        ));
+    }
+    Ok(ops)
+}
+
+impl<E: MvccEngine, A: Applier<E>> StateMachine<E, A> {
+    pub(crate) fn open(
+        engine: Arc<E>,
+        applier: Arc<A>,
+        layout: Layout,
+        snapshots: Arc<SnapshotStore<E>>,
+    ) -> Result<Self, EngineError> {
+        let mut state: ApplyState = match engine.raw_get(&layout.slot(Slot::Applied))? {
+            Some(bytes) => decode(&bytes).map_err(EngineError::corrupted)?,
+            None => ApplyState::default(),
+        };
+        if let Some((log_id, done)) = state.partial {
+            // A crash interrupted a batch entry: finish it now, from the log, so that
+            // openraft (and any snapshot) only ever sees whole entries applied.
+            let bytes = engine
+                .raw_get(&layout.log_key(log_id.index))?
+                .ok_or_else(|| {
+                    EngineError::corrupted(format!(
+                    "entry {log_id} is partly applied ({done} commands) but missing from the log"
+                ))
+                })?;
+            let entry: Entry = decode(&bytes).map_err(EngineError::corrupted)?;
+            if entry.log_id != log_id {
+                return Err(EngineError::corrupted(format!(
+                    "entry {log_id} is partly applied but the log holds {}",
+                    entry.log_id
+                )));
+            }
+            apply_all(engine.as_ref(), applier.as_ref(), &layout, &[entry], state)?;
+            tracing::info!(%log_id, done, "finished a partly applied entry");
+            state = ApplyState::complete(Some(log_id));
+        }
+        let membership = match engine.raw_get(&layout.slot(Slot::Membership))? {
+            Some(bytes) => decode(&bytes).map_err(EngineError::corrupted)?,
+            None => StoredMembership::default(),
+        };
+        Ok(StateMachine {
+            engine,
+            applier,
+            layout,
+            applied: state.complete,
+            membership,
+            snapshots,
+        })
+    }
+}
+
+/// What [`apply_all`] leaves behind.
+struct ApplyOutcome {
+    replies: Vec<Reply>,
+    membership: Option<StoredMembership>,
+}
+
+/// Applies `entries` in order (blocking), starting from `state`.
+fn apply_all<E: MvccEngine, A: Applier<E>>(
+    engine: &E,
+    applier: &A,
+    layout: &Layout,
+    entries: &[Entry],
+    state: ApplyState,
+) -> Result<ApplyOutcome, EngineError> {
+    let mut replies = Vec::with_capacity(entries.len());
+    let mut last_membership = None;
+    let mut complete = state.complete;
+    for entry in entries {
+        let log_id = entry.log_id;
+        match &entry.payload {
+            EntryPayload::Blank => {
+                let ops = apply_state_ops(layout, &ApplyState::complete(Some(log_id)), None)?;
+                engine.raw_write(&ops, Durability::Buffered)?;
+                replies.push(Reply::default());
+            }
+            EntryPayload::Membership(membership) => {
+                let stored = StoredMembership::new(Some(log_id), membership.clone());
+                let ops =
+                    apply_state_ops(layout, &ApplyState::complete(Some(log_id)), Some(&stored))?;
+                engine.raw_write(&ops, Durability::Buffered)?;
+                last_membership = Some(stored);
+                replies.push(Reply::default());
+            }
+            EntryPayload::Normal(batch) => {
+                let count = batch.0.len();
+                let skip = match state.partial {
+                    Some((id, done)) if id == log_id => done as usize,
+                    _ => 0,
+                };
+                let mut results: Vec<Arc<dyn Any + Send + Sync>> = Vec::with_capacity(count);
+                for (position, command) in batch.0.iter().enumerate() {
+                    if position < skip {
+                        // Applied before a crash; its proposer is gone.
+                        results.push(Arc::new(()));
+                        continue;
+                    }
+                    let after = if position + 1 == count {
+                        ApplyState::complete(Some(log_id))
+                    } else {
+                        ApplyState {
+                            complete,
+                            partial: Some((log_id, position as u32 + 1)),
+                        }
+                    };
+                    let ops = apply_state_ops(layout, &after, None)?;
+                    let applied = applier.apply(
+                        engine,
+                        ApplyEntry {
+                            index: log_id.index,
+                            position: position as u32,
+                            term: log_id.leader_id.term,
+                            payload: command,
+                            apply_state: &ops,
+                        },
+                    )?;
+                    if !applied.wrote_apply_state {
+                        engine.raw_write(&ops, Durability::Buffered)?;
+                    }
+                    results.push(Arc::new(applied.response));
+                }
+                if count == 0 {
+                    let ops = apply_state_ops(layout, &ApplyState::complete(Some(log_id)), None)?;
+                    engine.raw_write(&ops, Durability::Buffered)?;
+                }
+                replies.push(Reply(results));
+            }
+        }
+        complete = Some(log_id);
+    }
+    Ok(ApplyOutcome {
+        replies,
+        membership: last_membership,
+    })
+}
+
+impl<E: MvccEngine, A: Applier<E>> RaftStateMachine<TypeConfig> for StateMachine<E, A> {
+    type SnapshotBuilder = SnapshotBuilder<E>;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        Ok((self.applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Reply>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let Some(last) = entries.last().map(|e| e.log_id) else {
+            return Ok(Vec::new());
+        };
+        let engine = Arc::clone(&self.engine);
+        let applier = Arc::clone(&self.applier);
+        let layout = self.layout.clone();
+        let state = ApplyState::complete(self.applied);
+        let outcome = blocking(move || {
+            apply_all(engine.as_ref(), applier.as_ref(), &layout, &entries, state)
+        })
+        .await
+        .map_err(|e| storage_error(ErrorSubject::Apply(last), ErrorVerb::Write, e))?;
+        self.applied = Some(last);
+        if let Some(membership) = outcome.membership {
+            self.membership = membership;
+        }
+        Ok(outcome.replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        let capture = (|| -> Result<_, EngineError> {
+            // Everything applied so far becomes durable before the log can be purged.
+            let state = ApplyState::complete(self.applied);
+            let ops = apply_state_ops(&self.layout, &state, None)?;
+            self.engine.raw_write(&ops, Durability::Sync)?;
+            let image = self.engine.snapshot()?;
+            let meta = SnapshotMeta {
+                last_log_id: self.applied,
+                last_membership: self.membership.clone(),
+                snapshot_id: self.snapshots.new_id(self.applied.map(|id| id.index)),
+            };
+            Ok((image, meta))
+        })();
+        SnapshotBuilder {
+            store: Arc::clone(&self.snapshots),
+            capture: parking_lot::Mutex::new(Some(capture.map_err(|e| e.to_string()))),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError> {
+        let path = self.snapshots.temp_path("recv");
+        let file = SnapshotFile::create(&path)
+            .await
+            .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+        Ok(Box::new(file))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<SnapshotFile>,
+    ) -> Result<(), StorageError> {
+        let subject = || ErrorSubject::Snapshot(Some(meta.signature()));
+        let (mut file, path) = snapshot.into_std().await;
+        let engine = Arc::clone(&self.engine);
+        let applier = Arc::clone(&self.applier);
+        let store = Arc::clone(&self.snapshots);
+        let layout = self.layout.clone();
+        let owned_meta = meta.clone();
+        let stats = blocking(move || {
+            file.sync_all()?;
+            file.seek(SeekFrom::Start(0))?;
+            let ops = apply_state_ops(
+                &layout,
+                &ApplyState::complete(owned_meta.last_log_id),
+                Some(&owned_meta.last_membership),
+            )?;
+            let mut reader = BufReader::with_capacity(FILE_BUFFER, file);
+            let stats = engine.restore_with(&mut reader, &ops)?;
+            // The log may be purged up to the snapshot next: make the restore durable.
+            engine.raw_write(&ops, Durability::Sync)?;
+            applier.restored(engine.as_ref())?;
+            drop(reader);
+            store.make_current(&owned_meta, &path)?;
+            Ok(stats)
+        })
+        .await
+        .map_err(|e| storage_error(subject(), ErrorVerb::Write, e))?;
+        tracing::info!(meta = %meta, keys = stats.keys, bytes = stats.bytes, "installed snapshot");
+        self.applied = meta.last_log_id;
+        self.membership = meta.last_membership.clone();
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        self.snapshots.current().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use elastickv_engine_api::{Mutation, RawKeyspace, WriteBatch};
+    use elastickv_engine_mem::MemEngine;
+    use openraft::CommittedLeaderId;
+    use parking_lot::Mutex;
+
+    use super::*;
+    use crate::{Applied, CommandBatch};
+
+    /// Writes one key per command and records what it applied; fails once at
+    /// `fail_at` (a crash in the middle of a batch).
+    #[derive(Default)]
+    struct Recording {
+        fail_at: Mutex<Option<u32>>,
+        applied: Mutex<Vec<(u64, u32)>>,
+    }
+
+    impl Applier<MemEngine> for Recording {
+        type Response = ();
+
+        fn apply(
+            &self,
+            engine: &MemEngine,
+            entry: ApplyEntry<'_>,
+        ) -> Result<Applied<()>, EngineError> {
+            if self
+                .fail_at
+                .lock()
+                .take_if(|p| *p == entry.position)
+                .is_some()
+            {
+                return Err(EngineError::Io(std::io::Error::other("simulated crash")));
+            }
+            let mutation = [Mutation::put(format!("k{}", entry.position), "v")];
+            let ts = (entry.index << 16) | u64::from(entry.position);
+            engine.write(
+                &WriteBatch::new(&mutation, ts)
+                    .with_raw(entry.apply_state)
+                    .with_durability(Durability::Buffered),
+            )?;
+            self.applied.lock().push((entry.index, entry.position));
+            Ok(Applied {
+                response: (),
+                wrote_apply_state: true,
+            })
+        }
+    }
+
+    fn stored_state(engine: &MemEngine, layout: &Layout) -> ApplyState {
+        let bytes = engine
+            .raw_get(&layout.slot(Slot::Applied))
+            .expect("raw read")
+            .expect("apply state present");
+        decode(&bytes).expect("decode")
+    }
+
+    #[test]
+    fn opening_finishes_a_partly_applied_entry_from_the_log() {
+        let engine = Arc::new(MemEngine::new());
+        let layout = Layout::new(0);
+        let applier = Arc::new(Recording::default());
+        let entry = Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
+            payload: EntryPayload::Normal(CommandBatch(vec![vec![1]; 3])),
+        };
+        engine
+            .raw_write(
+                &[RawOp::put(
+                    layout.log_key(1),
+                    encode(&entry).expect("encode"),
+                )],
+                Durability::Sync,
+            )
+            .expect("log write");
+        *applier.fail_at.lock() = Some(1);
+        let crashed = apply_all(
+            engine.as_ref(),
+            applier.as_ref(),
+            &layout,
+            std::slice::from_ref(&entry),
+            ApplyState::default(),
+        );
+        assert!(crashed.is_err());
+        let dir = tempfile::tempdir().expect("temp dir");
+        let snapshots = Arc::new(
+            SnapshotStore::open(dir.path(), Arc::clone(&engine), layout.clone()).expect("store"),
+        );
+        let machine = StateMachine::open(
+            Arc::clone(&engine),
+            Arc::clone(&applier),
+            layout.clone(),
+            snapshots,
+        )
+        .expect("open");
+        assert_eq!(machine.applied, Some(entry.log_id));
+        assert_eq!(*applier.applied.lock(), vec![(1, 0), (1, 1), (1, 2)]);
+        assert_eq!(
+            stored_state(&engine, &layout),
+            ApplyState::complete(Some(entry.log_id))
+        );
+    }
+
+    #[test]
+    fn a_batch_interrupted_midway_resumes_after_its_last_applied_command() {
+        let engine = MemEngine::new();
+        let layout = Layout::new(0);
+        let applier = Recording::default();
+        let before = LogId::new(CommittedLeaderId::new(1, 1), 4);
+        let entry = Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), 5),
+            payload: EntryPayload::Normal(CommandBatch(vec![vec![1]; 4])),
+        };
+        *applier.fail_at.lock() = Some(2);
+        let start = ApplyState::complete(Some(before));
+        let crashed = apply_all(
+            &engine,
+            &applier,
+            &layout,
+            std::slice::from_ref(&entry),
+            start,
+        );
+        assert!(crashed.is_err());
+        let state = stored_state(&engine, &layout);
+        assert_eq!(
+            state,
+            ApplyState {
+                complete: Some(before),
+                partial: Some((entry.log_id, 2)),
+            }
+        );
+        // After the restart openraft re-applies the entry from `complete`.
+        let outcome = apply_all(
+            &engine,
+            &applier,
+            &layout,
+            std::slice::from_ref(&entry),
+            state,
+        )
+        .expect("re-apply");
+        assert_eq!(outcome.replies.len(), 1);
+        assert_eq!(outcome.replies[0].0.len(), 4);
+        assert_eq!(
+            *applier.applied.lock(),
+            vec![(5, 0), (5, 1), (5, 2), (5, 3)]
+        );
+        assert_eq!(
+            stored_state(&engine, &layout),
+            ApplyState::complete(Some(entry.log_id))
+        );
+    }
+}

@@ -1,0 +1,81 @@
+//! openraft's own storage conformance suite (`openraft::testing::Suite`) run against
+//! this crate's log store and state machine, on the in-memory and the redb engine.
+
+use std::sync::Arc;
+
+use elastickv_engine_api::{EngineError, MvccEngine};
+use elastickv_engine_mem::MemEngine;
+use elastickv_engine_redb::{open_redb, RedbEngine, RedbOptions};
+use openraft::testing::{StoreBuilder, Suite};
+use openraft::{ErrorSubject, ErrorVerb};
+use tempfile::TempDir;
+
+use crate::applier::{Applied, Applier, ApplyEntry};
+use crate::layout::Layout;
+use crate::log_store::{storage_error, LogCounters, LogStore};
+use crate::snapshot::SnapshotStore;
+use crate::state_machine::StateMachine;
+use crate::{StorageError, TypeConfig};
+
+/// An applier that accepts every command and writes nothing but the apply state.
+struct Accept;
+
+impl<E: MvccEngine> Applier<E> for Accept {
+    type Response = ();
+
+    fn apply(&self, _engine: &E, _entry: ApplyEntry<'_>) -> Result<Applied<()>, EngineError> {
+        Ok(Applied {
+            response: (),
+            wrote_apply_state: false,
+        })
+    }
+}
+
+struct Builder<E> {
+    open: fn(&std::path::Path) -> Result<E, EngineError>,
+}
+
+impl<E: MvccEngine> StoreBuilder<TypeConfig, LogStore<E>, StateMachine<E, Accept>, TempDir>
+    for Builder<E>
+{
+    async fn build(&self) -> Result<(TempDir, LogStore<E>, StateMachine<E, Accept>), StorageError> {
+        let failed = |e: &dyn std::fmt::Display| {
+            storage_error(ErrorSubject::Store, ErrorVerb::Write, e.to_string())
+        };
+        let dir = tempfile::tempdir().map_err(|e| failed(&e))?;
+        let engine = Arc::new((self.open)(&dir.path().join("engine")).map_err(|e| failed(&e))?);
+        let layout = Layout::new(3);
+        let log = LogStore::new(Arc::clone(&engine), 3, Arc::new(LogCounters::default()));
+        let snapshots = SnapshotStore::open(
+            &dir.path().join("snapshots"),
+            Arc::clone(&engine),
+            layout.clone(),
+        )
+        .map_err(|e| failed(&e))?;
+        let machine = StateMachine::open(engine, Arc::new(Accept), layout, Arc::new(snapshots))
+            .map_err(|e| failed(&e))?;
+        Ok((dir, log, machine))
+    }
+}
+
+#[test]
+fn openraft_storage_suite_passes_on_the_mem_engine() {
+    Suite::test_all(Builder {
+        open: |_| Ok(MemEngine::new()),
+    })
+    .expect("storage suite");
+}
+
+#[test]
+fn openraft_storage_suite_passes_on_the_redb_engine() {
+    fn open(dir: &std::path::Path) -> Result<RedbEngine, EngineError> {
+        open_redb(
+            dir,
+            RedbOptions {
+                cache_size: 4 * 1024 * 1024,
+                ..RedbOptions::default()
+            },
+        )
+    }
+    Suite::test_all(Builder { open }).expect("storage suite");
+}

@@ -1,0 +1,390 @@
+//! The replication scenarios, generic over the engine; `tests/<engine>.rs` instantiate
+//! them.
+#![allow(dead_code)]
+
+/// Instantiates every scenario as a test for one engine kind.
+macro_rules! scenarios {
+    ($kind:ty: $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                scenarios::$name::<$kind>().await;
+            }
+        )*
+    };
+    ($kind:ty) => {
+        scenarios!($kind:
+            leader_is_elected_and_known_to_all,
+            writes_replicate_to_every_node,
+            killing_the_leader_elects_another_and_keeps_acknowledged_writes,
+            restarted_follower_catches_up_from_the_log,
+            new_node_catches_up_from_a_snapshot,
+            partitioned_minority_cannot_commit_but_majority_can,
+            full_cluster_restart_keeps_every_acknowledged_write,
+            diverged_replica_is_overwritten_by_the_leaders_snapshot,
+            reads_through_the_barrier_are_linearizable_across_leader_changes,
+            concurrent_proposals_share_log_syncs,
+            writes_commit_despite_dropped_and_delayed_messages,
+        );
+    };
+}
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use elastickv_engine_api::MvccEngine;
+use elastickv_raft::{RaftError, Role};
+
+use crate::harness::{kv, test_config, Cluster, EngineKind, WAIT};
+
+pub async fn leader_is_elected_and_known_to_all<K: EngineKind>() {
+    let cluster = Cluster::<K>::start(3, test_config()).await;
+    let leader = cluster.leader().await;
+    for id in cluster.node_ids() {
+        let status = cluster.group(id).status();
+        assert_eq!(status.leader, Some(leader));
+        assert_eq!(status.voters, BTreeSet::from([1, 2, 3]));
+        let expected = if id == leader {
+            Role::Leader
+        } else {
+            Role::Follower
+        };
+        assert_eq!(status.role, expected);
+    }
+    cluster.shutdown().await;
+}
+
+pub async fn writes_replicate_to_every_node<K: EngineKind>() {
+    let cluster = Cluster::<K>::start(3, test_config()).await;
+    let mut last = 0;
+    for i in 0..50 {
+        last = cluster
+            .put(&format!("key-{i:03}"), &format!("value-{i}"))
+            .await;
+    }
+    cluster.assert_identical(last).await;
+    for id in cluster.node_ids() {
+        for i in 0..50 {
+            assert_eq!(
+                cluster.local_value(id, &format!("key-{i:03}")),
+                Some(format!("value-{i}")),
+                "node {id} key {i}"
+            );
+        }
+    }
+    cluster.shutdown().await;
+}
+
+pub async fn killing_the_leader_elects_another_and_keeps_acknowledged_writes<K: EngineKind>() {
+    let mut cluster = Cluster::<K>::start(3, test_config()).await;
+    for i in 0..20 {
+        cluster.put(&format!("before-{i}"), "x").await;
+    }
+    let old = cluster.leader().await;
+    cluster.stop_node(old).await;
+    let rest = cluster.node_ids();
+    let new = cluster.leader_among(&rest).await;
+    assert_ne!(new, old);
+    let mut last = 0;
+    for i in 0..10 {
+        last = cluster
+            .propose_among(&rest, kv::put(format!("after-{i}").as_bytes(), b"y"))
+            .await;
+    }
+    for i in 0..20 {
+        assert_eq!(
+            cluster
+                .read_among(&rest, &format!("before-{i}"))
+                .await
+                .as_deref(),
+            Some("x")
+        );
+    }
+    cluster.start_node(old).await;
+    cluster.assert_identical(last).await;
+    assert_eq!(cluster.local_value(old, "after-9").as_deref(), Some("y"));
+    cluster.shutdown().await;
+}
+
+pub async fn restarted_follower_catches_up_from_the_log<K: EngineKind>() {
+    let mut cluster = Cluster::<K>::start(3, test_config()).await;
+    cluster.put("early", "1").await;
+    let leader = cluster.leader().await;
+    let follower = cluster
+        .node_ids()
+        .into_iter()
+        .find(|id| *id != leader)
+        .expect("follower");
+    cluster.stop_node(follower).await;
+    let rest = cluster.node_ids();
+    let mut last = 0;
+    for i in 0..30 {
+        last = cluster
+            .propose_among(&rest, kv::put(format!("k{i}").as_bytes(), b"v"))
+            .await;
+    }
+    cluster.start_node(follower).await;
+    let status = cluster.wait_applied(follower, last).await;
+    assert_eq!(
+        status.snapshot_index, 0,
+        "caught up from the log, not a snapshot"
+    );
+    assert_eq!(cluster.local_value(follower, "k29").as_deref(), Some("v"));
+    cluster.assert_identical(last).await;
+    cluster.shutdown().await;
+}
+
+pub async fn new_node_catches_up_from_a_snapshot<K: EngineKind>() {
+    let mut config = test_config();
+    config.snapshot_after_logs = 20;
+    config.logs_kept_after_snapshot = 0;
+    let mut cluster = Cluster::<K>::start(3, config).await;
+    let mut last = 0;
+    for i in 0..120 {
+        last = cluster.put(&format!("k{i:03}"), &"v".repeat(200)).await;
+    }
+    let leader = cluster.leader().await;
+    let purged = cluster
+        .group(leader)
+        .wait_for(WAIT, "log purged after a snapshot", |s| s.purged_index > 0)
+        .await
+        .expect("purge");
+    assert!(purged.snapshot_index > 0);
+    cluster.start_node(4).await;
+    let group = cluster.group(leader);
+    group.add_learner(4, "node-4").await.expect("add learner");
+    group.promote(4).await.expect("promote");
+    let joined = cluster.wait_applied(4, last).await;
+    assert!(joined.snapshot_index > 0, "node 4 installed a snapshot");
+    assert!(joined.voters.contains(&4));
+    last = cluster.put("after-join", "1").await;
+    cluster.assert_identical(last).await;
+    assert_eq!(
+        cluster.local_value(4, "k000").as_deref(),
+        Some("v".repeat(200).as_str())
+    );
+    drop(group);
+    cluster.shutdown().await;
+}
+
+pub async fn partitioned_minority_cannot_commit_but_majority_can<K: EngineKind>() {
+    let mut config = test_config();
+    config.propose_timeout = Duration::from_secs(2);
+    let cluster = Cluster::<K>::start(3, config).await;
+    cluster.put("base", "0").await;
+    let old = cluster.leader().await;
+    let majority: Vec<_> = cluster
+        .node_ids()
+        .into_iter()
+        .filter(|id| *id != old)
+        .collect();
+    cluster.net.partition(&[old], &majority);
+    let refused = cluster
+        .group(old)
+        .propose(kv::put(b"minority", b"lost"))
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(RaftError::Timeout { .. } | RaftError::NotLeader { .. })
+        ),
+        "minority proposal must not be acknowledged: {refused:?}"
+    );
+    let new = cluster.leader_among(&majority).await;
+    assert_ne!(new, old);
+    let last = cluster
+        .propose_among(&majority, kv::put(b"majority", b"kept"))
+        .await;
+    cluster.net.heal();
+    cluster.assert_identical(last).await;
+    for id in cluster.node_ids() {
+        assert_eq!(cluster.local_value(id, "minority"), None, "node {id}");
+        assert_eq!(cluster.local_value(id, "majority").as_deref(), Some("kept"));
+    }
+    cluster.shutdown().await;
+}
+
+pub async fn full_cluster_restart_keeps_every_acknowledged_write<K: EngineKind>() {
+    let mut cluster = Cluster::<K>::start(3, test_config()).await;
+    for i in 0..40 {
+        cluster.put(&format!("k{i}"), &format!("v{i}")).await;
+    }
+    for id in cluster.node_ids() {
+        cluster.stop_node(id).await;
+    }
+    for id in 1..=3 {
+        cluster.start_node(id).await;
+    }
+    cluster.leader().await;
+    for i in 0..40 {
+        assert_eq!(
+            cluster.read_among(&[1, 2, 3], &format!("k{i}")).await,
+            Some(format!("v{i}"))
+        );
+    }
+    let last = cluster.put("after-restart", "1").await;
+    cluster.assert_identical(last).await;
+    cluster.shutdown().await;
+}
+
+pub async fn diverged_replica_is_overwritten_by_the_leaders_snapshot<K: EngineKind>() {
+    let mut config = test_config();
+    config.snapshot_after_logs = 20;
+    config.logs_kept_after_snapshot = 0;
+    let mut cluster = Cluster::<K>::start(3, config).await;
+    cluster.put("shared", "1").await;
+    let leader = cluster.leader().await;
+    let follower = cluster
+        .node_ids()
+        .into_iter()
+        .find(|id| *id != leader)
+        .expect("follower");
+    // Write behind Raft's back: this replica's engine no longer matches the leader's.
+    cluster
+        .group(follower)
+        .engine()
+        .put_at(b"stray", b"only here", 1_000_000, 0)
+        .expect("stray write");
+    cluster.stop_node(follower).await;
+    let rest = cluster.node_ids();
+    let mut last = 0;
+    for i in 0..60 {
+        last = cluster
+            .propose_among(&rest, kv::put(format!("k{i}").as_bytes(), b"v"))
+            .await;
+    }
+    cluster
+        .group(leader)
+        .wait_for(WAIT, "log purged", |s| s.purged_index > 0)
+        .await
+        .expect("purge");
+    cluster.start_node(follower).await;
+    let status = cluster.wait_applied(follower, last).await;
+    assert!(
+        status.snapshot_index > 0,
+        "the follower installed a snapshot"
+    );
+    assert_eq!(cluster.local_value(follower, "stray"), None);
+    cluster.assert_identical(last).await;
+    cluster.shutdown().await;
+}
+
+pub async fn reads_through_the_barrier_are_linearizable_across_leader_changes<K: EngineKind>() {
+    let mut config = test_config();
+    config.read_timeout = Duration::from_secs(2);
+    let cluster = Cluster::<K>::start(3, config).await;
+    cluster.put("k", "v1").await;
+    let old = cluster.leader().await;
+    let follower = cluster
+        .node_ids()
+        .into_iter()
+        .find(|id| *id != old)
+        .expect("follower");
+    let refused = cluster.group(follower).read_barrier().await;
+    assert!(
+        matches!(refused, Err(RaftError::NotLeader { leader: Some(l), .. }) if l == old),
+        "a follower refuses reads with a leader hint: {refused:?}"
+    );
+    // Force a leader change behind the old leader's back.
+    let majority: Vec<_> = cluster
+        .node_ids()
+        .into_iter()
+        .filter(|id| *id != old)
+        .collect();
+    cluster.net.isolate(old);
+    let new = cluster.leader_among(&majority).await;
+    cluster.propose_among(&majority, kv::put(b"k", b"v2")).await;
+    // The old leader still believes it leads, but cannot serve a stale read.
+    let stale = cluster.group(old).read_barrier().await;
+    assert!(
+        stale.is_err(),
+        "the deposed leader must not pass the barrier: {stale:?}"
+    );
+    assert_eq!(
+        cluster.read_among(&majority, "k").await.as_deref(),
+        Some("v2")
+    );
+    cluster.net.reconnect(old);
+    let back = cluster
+        .group(old)
+        .wait_for(WAIT, "old leader steps down", |s| {
+            s.leader == Some(new) || s.role != Role::Leader
+        })
+        .await;
+    assert!(back.is_ok());
+    // Many concurrent barriers on the leader all pass and see the latest value.
+    let leader = cluster.leader().await;
+    let group = cluster.group(leader);
+    let mut readers = Vec::new();
+    for _ in 0..32 {
+        let group = Arc::clone(&group);
+        readers.push(tokio::spawn(async move {
+            group
+                .read_barrier()
+                .await
+                .map(|_| group.engine().get_at(b"k", u64::MAX))
+        }));
+    }
+    for reader in readers {
+        let value = reader.await.expect("join").expect("barrier").expect("read");
+        assert_eq!(value.as_deref(), Some(b"v2".as_slice()));
+    }
+    drop(group);
+    cluster.shutdown().await;
+}
+
+pub async fn concurrent_proposals_share_log_syncs<K: EngineKind>() {
+    let cluster = Cluster::<K>::start(3, test_config()).await;
+    let leader = cluster.leader().await;
+    let group = cluster.group(leader);
+    let before = group.status();
+    let mut writers = Vec::new();
+    for w in 0..64 {
+        let group = Arc::clone(&group);
+        writers.push(tokio::spawn(async move {
+            for i in 0..8 {
+                let command = kv::put(format!("w{w}-{i}").as_bytes(), b"v");
+                group
+                    .propose(command)
+                    .await
+                    .expect("propose")
+                    .response
+                    .expect("applied");
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    let after = group.status();
+    let syncs = after.log_syncs - before.log_syncs;
+    let entries = after.appended_entries - before.appended_entries;
+    println!(
+        "{}: {syncs} leader log syncs and {entries} log entries for 512 proposals",
+        group.engine().name()
+    );
+    // Concurrent proposals share entries, and entries share syncs.
+    assert!(
+        entries < 512,
+        "{entries} entries for 512 concurrent proposals"
+    );
+    assert!(syncs <= entries);
+    drop(group);
+    cluster.shutdown().await;
+}
+
+pub async fn writes_commit_despite_dropped_and_delayed_messages<K: EngineKind>() {
+    let cluster = Cluster::<K>::start(3, test_config()).await;
+    cluster.net.set_drop_rate(0.2);
+    cluster.net.set_delay(Duration::from_millis(2));
+    let mut last = 0;
+    for i in 0..30 {
+        last = cluster.put(&format!("k{i}"), "v").await;
+    }
+    cluster.net.heal();
+    let (_, lost) = cluster.net.counts();
+    assert!(lost > 0, "the fault injection dropped messages");
+    cluster.assert_identical(last).await;
+    cluster.shutdown().await;
+}
