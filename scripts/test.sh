@@ -8,7 +8,10 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/elastickv/target}"
 
 # librocksdb-sys generates its bindings with bindgen, which needs libclang.
-if [ -d engine-rocks ] && ! dpkg -s libclang-dev >/dev/null 2>&1; then
+rocks_in_workspace() {
+  cargo metadata --no-deps --format-version 1 2>/dev/null | grep -q '"name":"elastickv-engine-rocks"'
+}
+if rocks_in_workspace && ! dpkg -s libclang-dev >/dev/null 2>&1; then
   echo "installing libclang-dev (needed to build RocksDB bindings)"
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
