@@ -13,6 +13,7 @@ mod reopen;
 mod scans;
 mod snapshots;
 mod ttl;
+mod volume;
 mod writes;
 
 pub use bad_input::*;
@@ -26,6 +27,7 @@ pub use reopen::*;
 pub use scans::*;
 pub use snapshots::*;
 pub use ttl::*;
+pub use volume::*;
 pub use writes::*;
 
 /// Keys that are prefixes of each other, in ascending byte order. The seed system's
@@ -39,6 +41,12 @@ pub const PREFIX_KEYS: [&[u8]; 5] = [b"k", b"k\0", b"k1", b"k10", b"k\xff"];
 macro_rules! __conformance_every_case {
     ($harness:expr) => {
         $crate::__conformance_test_fns!($harness;
+            values_of_several_mib_survive_reopen_and_a_snapshot_round_trip,
+            thousands_of_versions_of_one_key_read_scan_and_compact_correctly,
+            a_hundred_thousand_keys_written_in_batches_scan_and_read_back,
+            reopening_continues_with_data_counters_watermark_and_raw_keyspace,
+            a_snapshot_streams_a_consistent_image_while_writers_continue,
+            a_corrupt_restore_leaves_the_previous_content,
             // reads
             get_returns_newest_version_at_or_below_read_ts,
             versions_written_out_of_order_are_read_by_timestamp,
