@@ -382,7 +382,11 @@ fn bench_concurrent<E: MvccEngine>(c: &mut Criterion, name: &str, l: &mut Loaded
 
 /// The backend's own operations on the same encoded keys, without the MVCC layer.
 #[cfg_attr(
-    not(any(feature = "engine-redb", feature = "engine-lmdb")),
+    not(any(
+        feature = "engine-redb",
+        feature = "engine-lmdb",
+        feature = "engine-rocks"
+    )),
     allow(dead_code)
 )]
 fn bench_raw<S: OrderedStore>(
@@ -483,7 +487,11 @@ fn run_engine<E: MvccEngine>(
 }
 
 #[cfg_attr(
-    not(any(feature = "engine-redb", feature = "engine-lmdb")),
+    not(any(
+        feature = "engine-redb",
+        feature = "engine-lmdb",
+        feature = "engine-rocks"
+    )),
     allow(dead_code)
 )]
 fn raw_for<S: OrderedStore>(
@@ -525,6 +533,14 @@ fn engines(c: &mut Criterion) {
             &mut c,
             &engines::lmdb(),
             Some(&|c, l| raw_for(c, "lmdb", l)),
+        );
+    }
+    #[cfg(feature = "engine-rocks")]
+    if wanted("rocks") {
+        run_engine(
+            &mut c,
+            &engines::rocks(),
+            Some(&|c, l| raw_for(c, "rocks", l)),
         );
     }
     c.final_summary();

@@ -43,3 +43,15 @@ pub fn lmdb() -> EngineUnderTest<elastickv_engine_lmdb::LmdbEngine> {
         },
     }
 }
+
+/// RocksDB with default options.
+#[cfg(feature = "engine-rocks")]
+pub fn rocks() -> EngineUnderTest<elastickv_engine_rocks::RocksEngine> {
+    EngineUnderTest {
+        name: "rocks",
+        open: |dir| {
+            elastickv_engine_rocks::open_rocks(dir, elastickv_engine_rocks::RocksOptions::default())
+                .expect("open rocks")
+        },
+    }
+}

@@ -68,6 +68,8 @@ pub struct GroupStatus {
     pub voters: BTreeSet<NodeId>,
     /// The non-voting members.
     pub learners: BTreeSet<NodeId>,
+    /// The address of every member (voters and learners), as given when it was added.
+    pub addresses: BTreeMap<NodeId, String>,
     /// Synced log writes made for appends since start.
     pub log_syncs: u64,
     /// Entries appended to the local log since start.
@@ -344,6 +346,10 @@ impl<E: MvccEngine, A: Applier<E>> Group<E, A> {
             purged_index: m.purged.map(|id| id.index).unwrap_or(0),
             voters: membership.voter_ids().collect(),
             learners: membership.learner_ids().collect(),
+            addresses: membership
+                .nodes()
+                .map(|(id, node)| (*id, node.addr.clone()))
+                .collect(),
             log_syncs: self.counters.append_syncs.load(Ordering::Relaxed),
             appended_entries: self.counters.appended_entries.load(Ordering::Relaxed),
         }

@@ -142,6 +142,45 @@ impl<C: ShardClient> Coordinator<C> {
         })
     }
 
+    /// Continues a transaction whose start_ts was handed out earlier (by
+    /// [`Coordinator::begin`] here or elsewhere): the stateless form a server API uses,
+    /// where the client keeps the start_ts and its writes and sends them at commit.
+    /// `read_keys` are the keys a serializable transaction read (checked at commit).
+    ///
+    /// The start_ts is registered in [`Coordinator::active`] only from now on, so the
+    /// GC safe point may already have passed it: reads then fail with a compaction
+    /// error and the commit with `StartTsTooOld`, never with wrong data.
+    pub fn resume(
+        &self,
+        start_ts: Timestamp,
+        isolation: Isolation,
+        read_keys: impl IntoIterator<Item = Vec<u8>>,
+    ) -> Transaction<C> {
+        let reads = match isolation {
+            Isolation::Serializable => read_keys.into_iter().collect(),
+            Isolation::Snapshot => BTreeSet::new(),
+        };
+        Transaction {
+            coordinator: self.clone(),
+            start_ts,
+            isolation,
+            writes: BTreeMap::new(),
+            reads,
+            finished: false,
+            _registration: self.active.register(start_ts),
+        }
+    }
+
+    /// The timestamp source transactions take their timestamps from.
+    pub fn tso(&self) -> &Arc<dyn TimestampSource> {
+        &self.tso
+    }
+
+    /// The coordinator's settings.
+    pub fn config(&self) -> &CoordinatorConfig {
+        &self.config
+    }
+
     /// A lock-aware read of the latest committed state (a one-read transaction).
     pub async fn get_latest(&self, key: &[u8]) -> Result<Option<Vec<u8>>, TransactionError> {
         let read_ts = self.tso.timestamp().await?;

@@ -1,0 +1,358 @@
+//! A Rust client of elastickv's public services, and the CLI's commands built on it.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), elastickv_server::client::Error> {
+//! let mut client = elastickv_server::client::Client::connect("127.0.0.1:50051").await?;
+//! client.put(b"hello", b"world").await?;
+//! assert_eq!(client.get(b"hello").await?, Some(b"world".to_vec()));
+//! let mut txn = client.begin().await?;
+//! let balance = txn.get(b"alice").await?;
+//! txn.put(b"alice", b"10");
+//! txn.commit().await?;
+//! # let _ = balance; Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+
+use tonic::transport::Channel;
+
+use crate::pb::api::raw_kv_client::RawKvClient;
+use crate::pb::api::transactional_kv_client::TransactionalKvClient;
+use crate::pb::api::{self};
+use crate::pb::cluster::admin_client::AdminClient;
+use crate::pb::cluster::distribution_client::DistributionClient;
+use crate::pb::cluster::{self as cpb};
+
+/// What a client call can fail with.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// A connection to one node (any node: requests are forwarded to group leaders).
+#[derive(Debug, Clone)]
+pub struct Client {
+    raw: RawKvClient<Channel>,
+    txn: TransactionalKvClient<Channel>,
+    admin: AdminClient<Channel>,
+    distribution: DistributionClient<Channel>,
+}
+
+impl Client {
+    /// Connects to `addr` (`host:port`).
+    pub async fn connect(addr: &str) -> Result<Client, Error> {
+        let channel = Channel::from_shared(format!("http://{addr}"))?
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .connect()
+            .await
+            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        let max = 64 * 1024 * 1024;
+        Ok(Client {
+            raw: RawKvClient::new(channel.clone())
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+            txn: TransactionalKvClient::new(channel.clone())
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+            admin: AdminClient::new(channel.clone()),
+            distribution: DistributionClient::new(channel),
+        })
+    }
+
+    /// Writes `key` (a one-key transaction); returns the commit timestamp.
+    pub async fn put(&mut self, key: &[u8], value: &[u8]) -> Result<u64, Error> {
+        let r = self
+            .txn
+            .put(api::PutRequest {
+                key: key.to_vec(),
+                value: value.to_vec(),
+            })
+            .await?;
+        Ok(r.into_inner().commit_ts)
+    }
+
+    /// Reads the latest committed value of `key`.
+    pub async fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        let r = self.txn.get(api::GetRequest { key: key.to_vec() }).await?;
+        let r = r.into_inner();
+        Ok(r.exists.then_some(r.value))
+    }
+
+    /// Deletes `key` (a one-key transaction); returns the commit timestamp.
+    pub async fn delete(&mut self, key: &[u8]) -> Result<u64, Error> {
+        let r = self
+            .txn
+            .delete(api::DeleteRequest { key: key.to_vec() })
+            .await?;
+        Ok(r.into_inner().commit_ts)
+    }
+
+    /// Up to `limit` pairs of `[start, end)` (`end` empty: to the end), ascending.
+    pub async fn scan(
+        &mut self,
+        start: &[u8],
+        end: &[u8],
+        limit: u64,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+        let r = self
+            .txn
+            .scan(api::ScanRequest {
+                start_key: start.to_vec(),
+                end_key: end.to_vec(),
+                limit,
+            })
+            .await?;
+        Ok(r.into_inner()
+            .kv
+            .into_iter()
+            .map(|kv| (kv.key, kv.value))
+            .collect())
+    }
+
+    /// A raw (non-transactional) write.
+    pub async fn raw_put(&mut self, key: &[u8], value: &[u8]) -> Result<u64, Error> {
+        let r = self
+            .raw
+            .raw_put(api::RawPutRequest {
+                key: key.to_vec(),
+                value: value.to_vec(),
+                ttl_ms: 0,
+            })
+            .await?;
+        Ok(r.into_inner().commit_ts)
+    }
+
+    /// A raw read of the latest value.
+    pub async fn raw_get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        let r = self
+            .raw
+            .raw_get(api::RawGetRequest {
+                key: key.to_vec(),
+                ts: 0,
+            })
+            .await?
+            .into_inner();
+        Ok(r.exists.then_some(r.value))
+    }
+
+    /// Starts an interactive snapshot-isolation transaction.
+    pub async fn begin(&mut self) -> Result<Txn, Error> {
+        self.begin_with(api::Isolation::Snapshot).await
+    }
+
+    /// Starts an interactive transaction at the given isolation level.
+    pub async fn begin_with(&mut self, isolation: api::Isolation) -> Result<Txn, Error> {
+        let r = self
+            .txn
+            .begin(api::BeginRequest {
+                isolation: isolation as i32,
+            })
+            .await?;
+        Ok(Txn {
+            client: self.txn.clone(),
+            start_ts: r.into_inner().start_ts,
+            isolation,
+            writes: BTreeMap::new(),
+            reads: Vec::new(),
+        })
+    }
+
+    /// The node's view of the cluster.
+    pub async fn status(&mut self) -> Result<cpb::StatusResponse, Error> {
+        Ok(self.admin.status(cpb::StatusRequest {}).await?.into_inner())
+    }
+
+    /// The route table.
+    pub async fn routes(&mut self) -> Result<cpb::ListRoutesResponse, Error> {
+        Ok(self
+            .distribution
+            .list_routes(cpb::ListRoutesRequest {})
+            .await?
+            .into_inner())
+    }
+
+    /// A timestamp from the cluster's oracle.
+    pub async fn timestamp(&mut self) -> Result<u64, Error> {
+        Ok(self
+            .distribution
+            .get_timestamp(cpb::GetTimestampRequest { count: 1 })
+            .await?
+            .into_inner()
+            .timestamp)
+    }
+
+    /// Splits the range holding `key` at `key`.
+    pub async fn split(&mut self, key: &[u8]) -> Result<cpb::SplitRangeResponse, Error> {
+        Ok(self
+            .distribution
+            .split_range(cpb::SplitRangeRequest {
+                split_key: key.to_vec(),
+                group_id: 0,
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// Adds a node (as a voter of every group).
+    pub async fn add_node(&mut self, id: u64, addr: &str) -> Result<(), Error> {
+        self.admin
+            .add_node(cpb::AddNodeRequest {
+                node_id: id,
+                addr: addr.to_string(),
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// An interactive transaction: reads at its start timestamp, writes buffered here and
+/// sent with the commit.
+#[derive(Debug)]
+pub struct Txn {
+    client: TransactionalKvClient<Channel>,
+    start_ts: u64,
+    isolation: api::Isolation,
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    reads: Vec<Vec<u8>>,
+}
+
+impl Txn {
+    /// The snapshot timestamp.
+    pub fn start_ts(&self) -> u64 {
+        self.start_ts
+    }
+
+    /// Reads `key` (this transaction's own write if any).
+    pub async fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        if let Some(w) = self.writes.get(key) {
+            return Ok(w.clone());
+        }
+        let r = self
+            .client
+            .txn_get(api::TxnGetRequest {
+                start_ts: self.start_ts,
+                key: key.to_vec(),
+            })
+            .await?
+            .into_inner();
+        self.reads.push(key.to_vec());
+        Ok(r.exists.then_some(r.value))
+    }
+
+    /// Up to `limit` pairs of `[start, end)` at the snapshot (not including this
+    /// transaction's own writes).
+    pub async fn scan(
+        &mut self,
+        start: &[u8],
+        end: &[u8],
+        limit: u64,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+        let r = self
+            .client
+            .txn_scan(api::TxnScanRequest {
+                start_ts: self.start_ts,
+                start_key: start.to_vec(),
+                end_key: end.to_vec(),
+                limit,
+            })
+            .await?;
+        Ok(r.into_inner()
+            .kv
+            .into_iter()
+            .map(|kv| (kv.key, kv.value))
+            .collect())
+    }
+
+    /// Buffers a put.
+    pub fn put(&mut self, key: &[u8], value: &[u8]) {
+        self.writes.insert(key.to_vec(), Some(value.to_vec()));
+    }
+
+    /// Buffers a delete.
+    pub fn delete(&mut self, key: &[u8]) {
+        self.writes.insert(key.to_vec(), None);
+    }
+
+    /// Commits; returns the commit timestamp. A conflict is an `Aborted` status.
+    pub async fn commit(mut self) -> Result<u64, Error> {
+        let mutations = std::mem::take(&mut self.writes)
+            .into_iter()
+            .map(|(key, value)| api::TxnMutation {
+                delete: value.is_none(),
+                value: value.unwrap_or_default(),
+                key,
+            })
+            .collect();
+        let r = self
+            .client
+            .txn_commit(api::TxnCommitRequest {
+                start_ts: self.start_ts,
+                mutations,
+                read_keys: std::mem::take(&mut self.reads),
+                isolation: self.isolation as i32,
+            })
+            .await?;
+        Ok(r.into_inner().commit_ts)
+    }
+}
+
+/// Runs a transaction script (one command per line: `get KEY`, `put KEY VALUE`,
+/// `delete KEY`, `scan START END LIMIT`; `#` starts a comment) and commits it. Returns
+/// the lines to print.
+pub async fn run_script(
+    client: &mut Client,
+    script: &str,
+    serializable: bool,
+) -> Result<Vec<String>, Error> {
+    let isolation = if serializable {
+        api::Isolation::Serializable
+    } else {
+        api::Isolation::Snapshot
+    };
+    let mut txn = client.begin_with(isolation).await?;
+    let mut out = vec![format!("begin start_ts={}", txn.start_ts())];
+    for (n, line) in script.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["get", key] => {
+                let v = txn.get(key.as_bytes()).await?;
+                out.push(format!("{key} = {}", show(v.as_deref())));
+            }
+            ["put", key, value] => txn.put(key.as_bytes(), value.as_bytes()),
+            ["delete", key] => txn.delete(key.as_bytes()),
+            ["scan", start, end, limit] => {
+                let limit: u64 = limit
+                    .parse()
+                    .map_err(|_| format!("line {}: {limit:?} is not a number", n + 1))?;
+                for (k, v) in txn.scan(start.as_bytes(), end.as_bytes(), limit).await? {
+                    out.push(format!("{} = {}", String::from_utf8_lossy(&k), show(Some(&v))));
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "line {}: {line:?} is not one of: get KEY | put KEY VALUE | delete KEY | scan START END LIMIT",
+                    n + 1
+                )
+                .into())
+            }
+        }
+    }
+    let commit_ts = txn.commit().await?;
+    out.push(format!("committed commit_ts={commit_ts}"));
+    Ok(out)
+}
+
+/// A value for people: UTF-8 as is, else hex; `(not found)` for none.
+pub fn show(value: Option<&[u8]>) -> String {
+    match value {
+        None => "(not found)".into(),
+        Some(v) => match std::str::from_utf8(v) {
+            Ok(s) => format!("{s:?}"),
+            Err(_) => format!(
+                "0x{}",
+                v.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            ),
+        },
+    }
+}
