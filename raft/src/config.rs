@@ -18,6 +18,8 @@ pub struct GroupConfig {
     pub election_timeout_max: Duration,
     /// The smallest timeout of an AppendEntries or Vote RPC (openraft asks for one
     /// heartbeat interval, which a follower's synced log write can exceed under load).
+    /// openraft's own bound on those calls is raised to
+    /// `min(rpc_timeout, election_timeout_min / 2)` (see [`crate::Runtime`]).
     pub rpc_timeout: Duration,
     /// A snapshot is built after this many entries were applied since the last one.
     pub snapshot_after_logs: u64,
@@ -72,6 +74,7 @@ fn millis(d: Duration) -> u64 {
 impl GroupConfig {
     /// The openraft configuration of group `group`, validated.
     pub(crate) fn to_openraft(&self, group: GroupId) -> Result<openraft::Config> {
+        crate::runtime::set_rpc_wait_floor(self.rpc_timeout.min(self.election_timeout_min / 2));
         let config = openraft::Config {
             cluster_name: format!("elastickv-group-{group}"),
             heartbeat_interval: millis(self.heartbeat_interval),

@@ -141,7 +141,13 @@ impl<E: MvccEngine, A: Applier<E>> Group<E, A> {
         let raft_config = Arc::new(config.to_openraft(id)?);
         let layout = Layout::new(id);
         let counters = Arc::new(LogCounters::default());
-        let log = LogStore::new(Arc::clone(&engine), id, Arc::clone(&counters));
+        let mut log = LogStore::new(Arc::clone(&engine), id, Arc::clone(&counters));
+        // The last entry this replica holds as it starts: see `ReadBatcher::new`.
+        let last_log_at_start = openraft::storage::RaftLogStorage::get_log_state(&mut log)
+            .await
+            .map_err(|e| stopped(id, openraft::error::Fatal::StorageError(e)))?
+            .last_log_id
+            .map_or(0, |l| l.index);
         let snapshots = Arc::new(SnapshotStore::open(
             snapshot_dir,
             Arc::clone(&engine),
@@ -164,7 +170,12 @@ impl<E: MvccEngine, A: Applier<E>> Group<E, A> {
             raft,
             engine,
             counters,
-            reads: Arc::new(ReadBatcher::new(id, node, config.read_timeout)),
+            reads: Arc::new(ReadBatcher::new(
+                id,
+                node,
+                config.read_timeout,
+                last_log_at_start,
+            )),
             proposals: Arc::new(ProposalBatcher::new(BatchLimits {
                 max_commands: config.max_batch_commands,
                 max_bytes: config.max_batch_bytes,

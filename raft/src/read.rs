@@ -7,6 +7,16 @@
 //! flight wait for the next one, which then serves all of them at once. So a burst of
 //! N concurrent reads costs about two rounds, not N, and no read is answered with a
 //! read index older than its own arrival (never a bare "am I leader" check).
+//!
+//! A leader that restarts keeps its leadership in openraft 0.9 (same term, no
+//! election), and then its read index is the larger of the term's first entry and the
+//! commit index it persisted, which is saved with buffered durability and may be older
+//! than entries it acknowledged before the crash (a kill -9 on redb loses it). So the
+//! read index also covers the replica's log as it stood at start-up (bounded by the
+//! current log, should a new leader have truncated it): every write acknowledged before
+//! a crash is in that log, and a read waits until it is applied again. Found by the
+//! fault harness (`server/tests/faults.rs`): a bank read saw half of a transfer right
+//! after its leader restarted.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,15 +49,25 @@ pub(crate) struct ReadBatcher {
     group: GroupId,
     node: NodeId,
     timeout: Duration,
+    /// The index of the last log entry this replica held when it started.
+    last_log_at_start: u64,
     waiting: Mutex<Waiting>,
 }
 
 impl ReadBatcher {
-    pub(crate) fn new(group: GroupId, node: NodeId, timeout: Duration) -> Self {
+    /// `last_log_at_start`: the last log index the replica held when the group started
+    /// (see the module documentation).
+    pub(crate) fn new(
+        group: GroupId,
+        node: NodeId,
+        timeout: Duration,
+        last_log_at_start: u64,
+    ) -> Self {
         ReadBatcher {
             group,
             node,
             timeout,
+            last_log_at_start,
             waiting: Mutex::new(Waiting::default()),
         }
     }
@@ -106,8 +126,8 @@ impl ReadBatcher {
                 }
                 std::mem::take(&mut waiting.next_round)
             };
-            let outcome = match tokio::time::timeout(self.timeout, round(&raft, self.timeout)).await
-            {
+            let round = round(&raft, self.timeout, self.last_log_at_start);
+            let outcome = match tokio::time::timeout(self.timeout, round).await {
                 Ok(outcome) => outcome,
                 Err(_) => Err(RoundFailure::Timeout),
             };
@@ -119,7 +139,19 @@ impl ReadBatcher {
     }
 }
 
-async fn round(raft: &Raft<TypeConfig>, timeout: Duration) -> Result<u64, RoundFailure> {
+/// The index a read must wait for: openraft's read index, raised to the log held at
+/// start-up (never beyond the current log).
+fn read_index(openraft_index: Option<u64>, last_log_at_start: u64, last_log_now: u64) -> u64 {
+    openraft_index
+        .unwrap_or(0)
+        .max(last_log_at_start.min(last_log_now))
+}
+
+async fn round(
+    raft: &Raft<TypeConfig>,
+    timeout: Duration,
+    last_log_at_start: u64,
+) -> Result<u64, RoundFailure> {
     let (read_log_id, _) = raft.get_read_log_id().await.map_err(|e| match e {
         OpenraftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => {
             RoundFailure::NotLeader(f.leader_id)
@@ -129,15 +161,38 @@ async fn round(raft: &Raft<TypeConfig>, timeout: Duration) -> Result<u64, RoundF
         }
         OpenraftError::Fatal(f) => RoundFailure::Stopped(f.to_string()),
     })?;
-    let Some(read_log_id) = read_log_id else {
+    let last_log_now = raft.metrics().borrow().last_log_index.unwrap_or(0);
+    let index = read_index(
+        read_log_id.map(|l| l.index),
+        last_log_at_start,
+        last_log_now,
+    );
+    if index == 0 {
         return Ok(0);
-    };
+    }
     raft.wait(Some(timeout))
-        .applied_index_at_least(Some(read_log_id.index), "read barrier")
+        .applied_index_at_least(Some(index), "read barrier")
         .await
         .map_err(|e| match e {
             WaitError::Timeout(..) => RoundFailure::Timeout,
             WaitError::ShuttingDown => RoundFailure::Stopped("shutting down".into()),
         })?;
-    Ok(read_log_id.index)
+    Ok(index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_index;
+
+    #[test]
+    fn the_read_index_covers_the_log_held_at_start_up() {
+        // A restored leader whose persisted commit index (5) lags its log (9 at start).
+        assert_eq!(read_index(Some(5), 9, 12), 9);
+        // Once openraft's read index passed the start-up log, it alone decides.
+        assert_eq!(read_index(Some(15), 9, 16), 15);
+        // A log truncated below its start-up length by a new leader: the current log.
+        assert_eq!(read_index(Some(3), 9, 6), 6);
+        // An empty log.
+        assert_eq!(read_index(None, 0, 0), 0);
+    }
 }
