@@ -53,6 +53,8 @@ pub struct ClusterConfig {
     pub node_id: NodeId,
     /// The address other nodes and clients reach this node at (`host:port`).
     pub advertise: String,
+    /// The local IP of outgoing connections to other nodes (`None`: the OS chooses).
+    pub peer_source_ip: Option<std::net::IpAddr>,
     /// Where the node keeps its groups (`<data_dir>/group-<id>/`).
     pub data_dir: PathBuf,
     /// The Raft groups of the cluster; the first is the default group (id 0).
@@ -343,7 +345,7 @@ impl<E: MvccEngine> Cluster<E> {
             ));
         }
         Routes::initial(&config.groups, &config.split_keys).map_err(RaftError::Config)?;
-        let peers = Arc::new(Peers::new());
+        let peers = Arc::new(Peers::from_ip(config.peer_source_ip));
         let transport = Arc::new(GrpcTransport::new(Arc::clone(&peers)));
         let node = Arc::new(Node::new(
             config.node_id,
@@ -851,6 +853,16 @@ impl<E: MvccEngine> Cluster<E> {
             }
         };
         let ts = oracle.reserve(count).await?;
+        // A leader that was deposed without hearing of it yet (paused, cut off) still
+        // holds a window of timestamps in memory, below those its successor hands out:
+        // a read at one would miss writes acknowledged since. A quorum confirms this
+        // node still leads after the timestamps were taken, so no successor can have
+        // handed out any before the request arrived (found by the fault harness,
+        // `server/tests/faults.rs`).
+        group
+            .read_barrier()
+            .await
+            .map_err(|e| TsoError::Store(format!("leadership not confirmed: {e}")))?;
         // Only timestamps handed out while still leading in the same term count.
         let after = group.status();
         if after.role != Role::Leader || after.term != status.term {

@@ -26,6 +26,10 @@ pub struct NodeOptions {
     /// The address other nodes and clients use to reach this node [default: --listen].
     #[arg(long, value_name = "HOST:PORT")]
     pub advertise: Option<String>,
+    /// The local IP that connections to other nodes are made from [default: chosen by
+    /// the OS]. Lets a fault-injecting proxy in front of each node tell the callers apart.
+    #[arg(long, value_name = "IP")]
+    pub peer_source_ip: Option<std::net::IpAddr>,
     /// Where this node keeps its data.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -93,6 +97,7 @@ impl NodeOptions {
             id,
             listen,
             advertise,
+            peer_source_ip,
             data_dir,
             engine,
             initial_cluster,
@@ -209,6 +214,7 @@ impl NodeOptions {
             cluster: ClusterConfig {
                 node_id: id,
                 advertise,
+                peer_source_ip: self.peer_source_ip,
                 data_dir,
                 groups: (0..groups).collect(),
                 split_keys,
@@ -325,6 +331,23 @@ mod tests {
         let mut o = base;
         o.id = Some(0);
         assert!(o.settings().is_err());
+    }
+
+    #[test]
+    fn peer_connections_leave_from_the_given_ip() {
+        let o: NodeOptions = toml::from_str("id = 2\npeer_source_ip = \"127.0.0.12\"").unwrap();
+        let s = o.settings().unwrap();
+        assert_eq!(
+            s.cluster.peer_source_ip,
+            Some("127.0.0.12".parse().unwrap())
+        );
+        let s = NodeOptions {
+            id: Some(1),
+            ..NodeOptions::default()
+        }
+        .settings()
+        .unwrap();
+        assert_eq!(s.cluster.peer_source_ip, None, "the OS chooses by default");
     }
 
     #[test]

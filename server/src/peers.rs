@@ -2,6 +2,7 @@
 //! every group and every kind of call) and the gRPC Raft transport built on them.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,12 +20,22 @@ pub const MAX_INTERNAL_MESSAGE: usize = 128 * 1024 * 1024;
 #[derive(Debug, Default)]
 pub struct Peers {
     channels: RwLock<HashMap<String, Channel>>,
+    source_ip: Option<IpAddr>,
 }
 
 impl Peers {
     /// No connections yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// No connections yet; those made later leave from `source_ip` (`None`: the OS
+    /// chooses).
+    pub fn from_ip(source_ip: Option<IpAddr>) -> Self {
+        Peers {
+            channels: RwLock::default(),
+            source_ip,
+        }
     }
 
     /// A client of the `Internal` service at `addr` (`host:port`).
@@ -37,7 +48,8 @@ impl Peers {
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5));
+            .keep_alive_timeout(Duration::from_secs(5))
+            .local_address(self.source_ip);
         let channel = endpoint.connect_lazy();
         self.channels
             .write()
