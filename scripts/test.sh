@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh machine: installs what the RocksDB build needs,
-# then runs every crate's tests with every feature on.
+# The whole test suite, from a fresh machine: installs what the RocksDB build and the
+# load generator's etcd test need, then runs every crate's tests with every feature on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +17,15 @@ if rocks_in_workspace && ! dpkg -s libclang-dev >/dev/null 2>&1; then
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libclang-dev >/dev/null
+fi
+
+# The load generator's etcd test (bench/tests/etcd.rs) runs a real etcd.
+if ! command -v etcd >/dev/null 2>&1; then
+  echo "installing etcd-server (the load generator's etcd test runs etcd)"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq etcd-server >/dev/null
 fi
 
 cargo test --workspace --all-features "$@"

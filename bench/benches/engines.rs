@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use elastickv_bench::dataset::{self, Scale, Values};
 use elastickv_bench::engines::{self, EngineUnderTest};
-use elastickv_engine_api::encoding::{encode_user_key, encode_version_key};
+use elastickv_engine_api::encoding::{encode_live_value, encode_user_key, encode_version_key};
 use elastickv_engine_api::ordered::{Direction, OrderedRead, OrderedStore, OrderedWrite, Table};
 use elastickv_engine_api::{
     CompactionScope, Durability, EngineSnapshot, KeyRange, Mutation, MvccEngine, Timestamp,
@@ -116,7 +116,7 @@ fn configure(c: &mut Criterion) -> Criterion {
 }
 
 /// Benchmarks of a backend's raw operations, run against the loaded engine's store.
-type RawBenches<E> = dyn Fn(&mut Criterion, &Loaded<E>);
+type RawBenches<E> = dyn Fn(&mut Criterion, &mut Loaded<E>);
 
 fn bench_reads<E: MvccEngine>(c: &mut Criterion, name: &str, l: &Loaded<E>) {
     let read_ts = l.next_ts;
@@ -396,6 +396,7 @@ fn bench_raw<S: OrderedStore>(
     l_keys: &[Vec<u8>],
     order: &[usize],
     load_ts: Timestamp,
+    next_ts: &mut Timestamp,
 ) {
     let encoded: Vec<Vec<u8>> = l_keys
         .iter()
@@ -445,7 +446,13 @@ fn bench_raw<S: OrderedStore>(
         })
     });
     g.finish();
-    let value = Values::new(9).next_value();
+    // The raw write is what an MVCC write of one key stores, without the rest: one put
+    // of a new version of an update key into the same versions table (a valid encoded
+    // value at a fresh timestamp, so the MVCC benchmarks that follow read it as a normal
+    // version), committed alone.
+    let value = encode_live_value(&Values::new(9).next_value(), 0);
+    let mut ts = *next_ts;
+    let mut cursor = 0usize;
     for (durability, label) in [
         (Durability::Sync, "synced"),
         (Durability::Buffered, "buffered"),
@@ -453,14 +460,20 @@ fn bench_raw<S: OrderedStore>(
         c.benchmark_group(format!("apply_mutations_1_{label}"))
             .bench_function(BenchmarkId::from_parameter(&raw_name), |b| {
                 b.iter(|| {
-                    i = (i + 1) % n;
+                    cursor = (cursor + 7919) % UPDATE_KEYS;
+                    ts += 1;
                     let mut txn = store.begin_write().expect("txn");
-                    txn.put(Table::Raw, &encoded[order[i]], &value)
-                        .expect("put");
+                    txn.put(
+                        Table::Versions,
+                        &encode_version_key(&update_key(cursor), ts),
+                        &value,
+                    )
+                    .expect("put");
                     txn.commit(durability).expect("commit")
                 })
             });
     }
+    *next_ts = ts + 1;
 }
 
 fn run_engine<E: MvccEngine>(
@@ -478,7 +491,7 @@ fn run_engine<E: MvccEngine>(
     let mut loaded = load((engine.open)(dir.path()), scale);
     bench_reads(c, engine.name, &loaded);
     if let Some(raw) = raw {
-        raw(c, &loaded);
+        raw(c, &mut loaded);
     }
     bench_concurrent(c, engine.name, &mut loaded);
     bench_snapshots(c, engine.name, &loaded, &(engine.open)(target_dir.path()));
@@ -497,7 +510,7 @@ fn run_engine<E: MvccEngine>(
 fn raw_for<S: OrderedStore>(
     c: &mut Criterion,
     name: &str,
-    l: &Loaded<elastickv_engine_api::ordered::OrderedMvcc<S>>,
+    l: &mut Loaded<elastickv_engine_api::ordered::OrderedMvcc<S>>,
 ) {
     bench_raw(
         c,
@@ -506,6 +519,7 @@ fn raw_for<S: OrderedStore>(
         &l.keys,
         &l.lookup_order,
         l.load_ts,
+        &mut l.next_ts,
     );
 }
 

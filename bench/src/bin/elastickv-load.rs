@@ -1,4 +1,4 @@
-//! `elastickv-load`: a closed-loop load generator for elastickv (see
+//! `elastickv-load`: a closed-loop load generator for elastickv and etcd (see
 //! `docs/benchmarks.md`, "Load generator", and `elastickv-load --help`).
 
 use std::io::Write as _;
@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use elastickv_bench::load::args::{Args, TargetArg};
-use elastickv_bench::load::{run_until, Connector, ElasticKvConnector};
+use elastickv_bench::load::{run_until, Connector, ElasticKvConnector, EtcdConnector};
 
 fn main() {
     let args = Args::parse(); // --help, --version and usage errors exit here
@@ -20,6 +20,7 @@ fn main() {
     };
     let connector: Box<dyn Connector> = match args.target {
         TargetArg::Elastickv => Box::new(ElasticKvConnector { raw: config.raw }),
+        TargetArg::Etcd => Box::new(EtcdConnector),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -23,9 +23,11 @@ pub enum DistributionArg {
 pub enum TargetArg {
     /// elastickv's gRPC services.
     Elastickv,
+    /// etcd's v3 gRPC KV service.
+    Etcd,
 }
 
-/// A closed-loop load generator for elastickv: N concurrent clients, each sending its
+/// A closed-loop load generator for elastickv and etcd: N concurrent clients, each sending its
 /// next request when the previous one returns, for a duration or an operation count.
 /// Prints a table of throughput, latency percentiles and errors per operation type.
 #[derive(Debug, Clone, Parser)]
@@ -72,8 +74,8 @@ pub struct Args {
     /// Write every key of the key space before the run (for the read workloads).
     #[arg(long)]
     pub preload: bool,
-    /// Single-key reads and writes through RawKV (RawGet, RawPut) instead of
-    /// TransactionalKV (workloads put, get, a, b, c).
+    /// Single-key reads and writes through elastickv's RawKV (RawGet, RawPut) instead
+    /// of TransactionalKV (workloads put, get, a, b, c).
     #[arg(long)]
     pub raw: bool,
     /// Scans (workload e) read 1 to this many keys.
@@ -147,6 +149,9 @@ impl Args {
                 scrambled: !self.unscrambled,
             },
         };
+        if self.raw && self.target != TargetArg::Elastickv {
+            return Err("--raw applies to --target elastickv only".into());
+        }
         let config = Config {
             workload: self.workload,
             endpoints,
@@ -265,6 +270,9 @@ mod tests {
         assert!(error("--timeout 0s").contains("--timeout"));
         assert!(error("--clients many").contains("invalid value"));
         assert!(error("--nosuch").contains("unexpected argument"));
+        assert!(error("--target etcd --raw").contains("--raw"));
+        assert!(error("--target zookeeper").contains("invalid value"));
         assert!(parse_line("-w c --raw").is_ok());
+        assert!(parse_line("-w txn --target etcd").is_ok());
     }
 }

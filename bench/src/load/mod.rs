@@ -5,9 +5,11 @@
 //! [`histogram::Histogram`]) and errors by gRPC status code.
 //!
 //! The system under test is behind [`target::Target`] (get, put, scan, transaction) and
-//! [`target::Connector`]; [`target::ElasticKvConnector`] drives elastickv.
+//! [`target::Connector`]; [`target::ElasticKvConnector`] drives elastickv and
+//! [`etcd::EtcdConnector`] drives etcd, with the same workloads.
 
 pub mod args;
+pub mod etcd;
 pub mod histogram;
 pub mod report;
 pub mod run;
@@ -15,6 +17,7 @@ pub mod target;
 pub mod workload;
 pub mod zipf;
 
+pub use etcd::EtcdConnector;
 pub use report::Report;
 pub use run::{run, run_until, Config, Limit};
 pub use target::{Connector, ElasticKvConnector, OpError, Target};

@@ -487,7 +487,9 @@ pub async fn run_until(
                 .await
                 .map_err(|e| fatal("reading the shard layout", e))?,
         );
-        if !shards.spans(config.keys) {
+        if shards.is_unsharded() {
+            notes.push("the target is not sharded: every transfer is within one shard".into());
+        } else if !shards.spans(config.keys) {
             notes.push(format!(
                 "the key space lies in one shard ({} in all): transfers are single-shard",
                 shards.count()

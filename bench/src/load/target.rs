@@ -1,6 +1,6 @@
-//! The system under test, behind a small async trait so that other systems (etcd next)
-//! can be driven by the same workloads; elastickv's gRPC services are the first
-//! implementation.
+//! The system under test, behind a small async trait so that other systems can be
+//! driven by the same workloads: elastickv's gRPC services here, etcd in
+//! [`super::etcd`].
 
 use async_trait::async_trait;
 use elastickv_server::client::{self, Client};
@@ -129,9 +129,14 @@ impl ElasticKv {
 /// The gRPC status code of a client error, by name.
 pub fn op_error(e: client::Error) -> OpError {
     match e.downcast_ref::<tonic::Status>() {
-        Some(status) => OpError::new(format!("{:?}", status.code()), status.message()),
+        Some(status) => status_error(status.clone()),
         None => OpError::new("Client", e.to_string()),
     }
+}
+
+/// A gRPC status as an error counted by its code's name (`Unavailable`, ...).
+pub fn status_error(status: tonic::Status) -> OpError {
+    OpError::new(format!("{:?}", status.code()), status.message())
 }
 
 #[async_trait]

@@ -19,8 +19,8 @@ pub enum Workload {
     E,
     /// YCSB F: 50% reads, 50% read-modify-writes (each one transaction).
     F,
-    /// Transfers: a transaction reads two keys in different shards and moves one unit
-    /// from one to the other.
+    /// Transfers: a transaction reads two keys (in different shards when the target is
+    /// sharded) and moves one unit from one to the other.
     Txn,
 }
 
@@ -167,6 +167,11 @@ impl Shards {
             .starts
             .partition_point(|(start, _)| start.as_slice() <= key);
         after.checked_sub(1).map(|i| self.starts[i].1).unwrap_or(0)
+    }
+
+    /// Whether there was no layout at all (a target that is not sharded).
+    pub fn is_unsharded(&self) -> bool {
+        self.starts.is_empty()
     }
 
     /// How many different shards there are.
