@@ -16,7 +16,9 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use elastickv_bench::dataset::{self, Scale, Values};
 use elastickv_bench::engines::{self, EngineUnderTest};
 use elastickv_engine_api::encoding::{encode_live_value, encode_user_key, encode_version_key};
-use elastickv_engine_api::ordered::{Direction, OrderedRead, OrderedStore, OrderedWrite, Table};
+use elastickv_engine_api::ordered::{
+    Direction, OrderedMvcc, OrderedRead, OrderedStore, OrderedWrite, Table,
+};
 use elastickv_engine_api::{
     CompactionScope, Durability, EngineSnapshot, KeyRange, Mutation, MvccEngine, Timestamp,
     WriteBatch,
@@ -115,8 +117,15 @@ fn configure(c: &mut Criterion) -> Criterion {
         .sample_size(20)
 }
 
-/// Benchmarks of a backend's raw operations, run against the loaded engine's store.
-type RawBenches<E> = dyn Fn(&mut Criterion, &mut Loaded<E>);
+/// One phase of a backend's raw benchmarks, run against the loaded engine's store.
+type RawPhase<E> = Box<dyn Fn(&mut Criterion, &mut Loaded<E>)>;
+
+/// A backend's raw benchmarks: the reads run beside the MVCC reads, the writes right
+/// before the MVCC writes.
+struct RawBenches<E> {
+    reads: RawPhase<E>,
+    writes: RawPhase<E>,
+}
 
 fn bench_reads<E: MvccEngine>(c: &mut Criterion, name: &str, l: &Loaded<E>) {
     let read_ts = l.next_ts;
@@ -380,7 +389,7 @@ fn bench_concurrent<E: MvccEngine>(c: &mut Criterion, name: &str, l: &mut Loaded
     l.next_ts = write_ts + 1;
 }
 
-/// The backend's own operations on the same encoded keys, without the MVCC layer.
+/// The backend's own reads of the same encoded keys, without the MVCC layer.
 #[cfg_attr(
     not(any(
         feature = "engine-redb",
@@ -389,14 +398,13 @@ fn bench_concurrent<E: MvccEngine>(c: &mut Criterion, name: &str, l: &mut Loaded
     )),
     allow(dead_code)
 )]
-fn bench_raw<S: OrderedStore>(
+fn bench_raw_reads<S: OrderedStore>(
     c: &mut Criterion,
     name: &str,
     store: &S,
     l_keys: &[Vec<u8>],
     order: &[usize],
     load_ts: Timestamp,
-    next_ts: &mut Timestamp,
 ) {
     let encoded: Vec<Vec<u8>> = l_keys
         .iter()
@@ -446,6 +454,25 @@ fn bench_raw<S: OrderedStore>(
         })
     });
     g.finish();
+}
+
+/// The backend's own single-key write (see `bench_raw_reads`), measured right before
+/// the MVCC writes so that both meet the store in the same state.
+#[cfg_attr(
+    not(any(
+        feature = "engine-redb",
+        feature = "engine-lmdb",
+        feature = "engine-rocks"
+    )),
+    allow(dead_code)
+)]
+fn bench_raw_writes<S: OrderedStore>(
+    c: &mut Criterion,
+    name: &str,
+    store: &S,
+    next_ts: &mut Timestamp,
+) {
+    let raw_name = format!("{name}-raw");
     // The raw write is what an MVCC write of one key stores, without the rest: one put
     // of a new version of an update key into the same versions table (a valid encoded
     // value at a fresh timestamp, so the MVCC benchmarks that follow read it as a normal
@@ -489,13 +516,24 @@ fn run_engine<E: MvccEngine>(
         engine.name, scale.keys, scale.versioned_keys, scale.versions
     );
     let mut loaded = load((engine.open)(dir.path()), scale);
+    let settle = |l: &Loaded<E>| (engine.settle)(&l.engine);
+    settle(&loaded);
     bench_reads(c, engine.name, &loaded);
     if let Some(raw) = raw {
-        raw(c, &mut loaded);
+        (raw.reads)(c, &mut loaded);
     }
+    settle(&loaded);
     bench_concurrent(c, engine.name, &mut loaded);
-    bench_snapshots(c, engine.name, &loaded, &(engine.open)(target_dir.path()));
+    settle(&loaded);
+    let target = (engine.open)(target_dir.path());
+    bench_snapshots(c, engine.name, &loaded, &target);
+    drop(target);
+    settle(&loaded);
+    if let Some(raw) = raw {
+        (raw.writes)(c, &mut loaded);
+    }
     bench_writes(c, engine.name, &mut loaded);
+    settle(&loaded);
     bench_compact(c, engine.name, &mut loaded);
 }
 
@@ -507,20 +545,20 @@ fn run_engine<E: MvccEngine>(
     )),
     allow(dead_code)
 )]
-fn raw_for<S: OrderedStore>(
-    c: &mut Criterion,
-    name: &str,
-    l: &mut Loaded<elastickv_engine_api::ordered::OrderedMvcc<S>>,
-) {
-    bench_raw(
-        c,
-        name,
-        l.engine.store(),
-        &l.keys,
-        &l.lookup_order,
-        l.load_ts,
-        &mut l.next_ts,
-    );
+fn raw_for<S: OrderedStore>(name: &'static str) -> RawBenches<OrderedMvcc<S>> {
+    RawBenches {
+        reads: Box::new(move |c, l| {
+            bench_raw_reads(
+                c,
+                name,
+                l.engine.store(),
+                &l.keys,
+                &l.lookup_order,
+                l.load_ts,
+            )
+        }),
+        writes: Box::new(move |c, l| bench_raw_writes(c, name, l.engine.store(), &mut l.next_ts)),
+    }
 }
 
 fn engines(c: &mut Criterion) {
@@ -535,27 +573,15 @@ fn engines(c: &mut Criterion) {
     }
     #[cfg(feature = "engine-redb")]
     if wanted("redb") {
-        run_engine(
-            &mut c,
-            &engines::redb(),
-            Some(&|c, l| raw_for(c, "redb", l)),
-        );
+        run_engine(&mut c, &engines::redb(), Some(&raw_for("redb")));
     }
     #[cfg(feature = "engine-lmdb")]
     if wanted("lmdb") {
-        run_engine(
-            &mut c,
-            &engines::lmdb(),
-            Some(&|c, l| raw_for(c, "lmdb", l)),
-        );
+        run_engine(&mut c, &engines::lmdb(), Some(&raw_for("lmdb")));
     }
     #[cfg(feature = "engine-rocks")]
     if wanted("rocks") {
-        run_engine(
-            &mut c,
-            &engines::rocks(),
-            Some(&|c, l| raw_for(c, "rocks", l)),
-        );
+        run_engine(&mut c, &engines::rocks(), Some(&raw_for("rocks")));
     }
     c.final_summary();
 }

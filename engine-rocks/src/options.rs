@@ -1,6 +1,8 @@
 //! Tuning knobs of the RocksDB engine and their translation to RocksDB options.
 
-use rocksdb::{BlockBasedOptions, Cache, DBCompressionType, DBRecoveryMode, Options};
+use rocksdb::{
+    BlockBasedIndexType, BlockBasedOptions, Cache, DBCompressionType, DBRecoveryMode, Options,
+};
 
 /// Block compression of the SST files.
 ///
@@ -89,7 +91,20 @@ impl RocksOptions {
     pub(crate) fn column_family_options(&self, cache: &Cache) -> Options {
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(cache);
+        // Partitioned index and filters (RocksDB wiki, "Partitioned Index/Filters"):
+        // a large SST file's index and filter are split into blocks of about 4 KiB
+        // behind a small top-level index, so a lookup loads and caches only the
+        // partitions it needs. With one monolithic index, a compacted file of a few
+        // hundred MB has an index block larger than a block-cache shard; it is then
+        // never cached, and every iterator (each MVCC read and conflict check opens
+        // one) read and decompressed the whole block again: about 0.3 ms per call in
+        // the engines benchmark.
+        table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+        table.set_partition_filters(true);
+        table.set_metadata_block_size(4096);
         table.set_cache_index_and_filter_blocks(true);
+        table.set_cache_index_and_filter_blocks_with_high_priority(true);
+        table.set_pin_top_level_index_and_filter(true);
         table.set_pin_l0_filter_and_index_blocks_in_cache(true);
         if self.bloom_bits_per_key > 0 {
             table.set_bloom_filter(f64::from(self.bloom_bits_per_key), false);

@@ -181,6 +181,15 @@ impl RocksStore {
         Ok(())
     }
 
+    /// Flushes every memtable and waits until RocksDB's background flushes and
+    /// compactions are done, so that what comes next is measured without them (for
+    /// benchmarks; correctness never needs it).
+    pub fn settle(&self) -> Result<()> {
+        let mut options = rocksdb::WaitForCompactOptions::default();
+        options.set_flush(true);
+        self.db.wait_for_compact(&options).map_err(from_rocks)
+    }
+
     fn tables(&self, generation: u64) -> Result<Tables<'_>> {
         let versions_name = versions_cf_name(generation);
         Ok(Tables {
