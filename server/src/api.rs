@@ -12,11 +12,21 @@ use elastickv_txn::{
     Command, CommandOutput, Coordinator, GroupId, Isolation, LockAwareReader, ShardClient,
     ShardError, TransactionError, TxnError,
 };
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::cluster::Cluster;
+use crate::pb::api::transactional_kv_client::TransactionalKvClient;
 use crate::pb::api::{self, raw_kv_server::RawKv, transactional_kv_server::TransactionalKv};
 use crate::status;
+
+/// Marks a request one node forwarded to another, which then serves it itself.
+const FORWARDED_HEADER: &str = "x-elastickv-forwarded";
+
+fn is_forwarded<T>(request: &Request<T>) -> bool {
+    request.metadata().contains_key(FORWARDED_HEADER)
+}
 
 /// Request limits of the public API (CLUSTER.md 6). Every violation is an
 /// InvalidArgument naming the limit.
@@ -229,10 +239,54 @@ impl<E: MvccEngine> PublicApi<E> {
         }
     }
 
+    /// Sends a single-key request whole to the leader of the key's group, which runs it
+    /// there: one hop, instead of a timestamp request and a forwarded commit from here.
+    /// The leader serves it without forwarding it again (it forwards only the parts, as
+    /// any node does, should it have lost the leadership meanwhile). Its answer, error
+    /// or not, is the answer.
+    async fn forward<Req, Resp, F, Fut>(
+        &self,
+        (leader, addr): (u64, String),
+        request: Req,
+        call: F,
+    ) -> Result<Response<Resp>, Status>
+    where
+        F: FnOnce(TransactionalKvClient<Channel>, Request<Req>) -> Fut,
+        Fut: std::future::Future<Output = Result<Response<Resp>, Status>>,
+    {
+        let channel = self
+            .cluster
+            .peers()
+            .channel(&addr)
+            .map_err(Status::unavailable)?;
+        let client = TransactionalKvClient::new(channel)
+            .max_decoding_message_size(crate::peers::MAX_INTERNAL_MESSAGE)
+            .max_encoding_message_size(crate::peers::MAX_INTERNAL_MESSAGE);
+        let mut request = Request::new(request);
+        request
+            .metadata_mut()
+            .insert(FORWARDED_HEADER, MetadataValue::from_static("1"));
+        // The leader retries internally (each part within the forwarding timeout), so
+        // this bound only guards against a leader that stopped answering.
+        let config = self.cluster.config();
+        let limit = config.forward_timeout * (config.forward_attempts.max(1) + 2);
+        match tokio::time::timeout(limit, call(client, request)).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(status)) => Err(Status::new(
+                status.code(),
+                format!("(served by node {leader}) {}", status.message()),
+            )),
+            Err(_) => Err(Status::unknown(format!(
+                "node {leader}, the key's leader, did not answer within {limit:?}; \
+                 the write may or may not have been applied"
+            ))),
+        }
+    }
+
     async fn one_op_txn(&self, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<Timestamp, Status> {
         let mut txn = self
             .coordinator
-            .begin(Isolation::Snapshot)
+            .begin_short(Isolation::Snapshot)
             .await
             .map_err(|e| status::transaction(&e))?;
         let buffered = match value {
@@ -474,9 +528,15 @@ impl<E: MvccEngine> TransactionalKv for PublicApi<E> {
         &self,
         request: Request<api::PutRequest>,
     ) -> Result<Response<api::PutResponse>, Status> {
+        let forwarded = is_forwarded(&request);
         let r = request.into_inner();
         self.limits.key(&r.key, "key")?;
         self.limits.value(&r.value)?;
+        if let (false, Some(leader)) = (forwarded, self.cluster.remote_leader_of(&r.key)) {
+            return self
+                .forward(leader, r, |mut c, req| async move { c.put(req).await })
+                .await;
+        }
         let commit_ts = self.one_op_txn(r.key, Some(r.value)).await?;
         Ok(Response::new(api::PutResponse {
             commit_index: 0,
@@ -509,8 +569,14 @@ impl<E: MvccEngine> TransactionalKv for PublicApi<E> {
         &self,
         request: Request<api::DeleteRequest>,
     ) -> Result<Response<api::DeleteResponse>, Status> {
+        let forwarded = is_forwarded(&request);
         let r = request.into_inner();
         self.limits.key(&r.key, "key")?;
+        if let (false, Some(leader)) = (forwarded, self.cluster.remote_leader_of(&r.key)) {
+            return self
+                .forward(leader, r, |mut c, req| async move { c.delete(req).await })
+                .await;
+        }
         let commit_ts = self.one_op_txn(r.key, None).await?;
         Ok(Response::new(api::DeleteResponse {
             commit_index: 0,

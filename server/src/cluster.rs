@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,8 +34,9 @@ use elastickv_txn::{
     TxnStateMachine,
 };
 use parking_lot::Mutex;
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
 
+use crate::metrics::NodeCounters;
 use crate::pb::cluster::{ApplyRequest, GetTimestampRequest, ReadRequest};
 use crate::peers::{GrpcTransport, Peers};
 use crate::routes::{Routes, ROUTES_META_KEY};
@@ -313,7 +315,31 @@ pub struct Cluster<E: MvccEngine> {
     routes: parking_lot::RwLock<Option<Arc<Routes>>>,
     guards: Mutex<HashMap<GroupId, Arc<ReadGuard>>>,
     oracle: tokio::sync::Mutex<Option<LeaderOracle<E>>>,
+    /// Timestamp requests waiting for the next call to the oracle.
+    tso_queue: Mutex<TsoQueue>,
+    /// This node, for the task that drives `tso_queue`.
+    me: std::sync::Weak<Cluster<E>>,
+    /// Timestamp requests made here, and the oracle calls they became.
+    tso_requests: AtomicU64,
+    tso_calls: AtomicU64,
 }
+
+/// A request for `count` timestamps and where its first goes.
+type TsoWaiter = (u32, oneshot::Sender<Result<Timestamp, TsoError>>);
+
+/// Concurrent timestamp requests, coalesced: while one call to the oracle is in
+/// flight, new requests wait for the next call, which asks for all of theirs at once
+/// and splits the range it gets back. A request is never served by a call that
+/// started before it arrived, so every timestamp is still fresh (greater than any
+/// handed out before the request was made).
+#[derive(Default)]
+struct TsoQueue {
+    running: bool,
+    next: Vec<TsoWaiter>,
+}
+
+/// The most timestamps one oracle call asks for (what `Internal.Timestamp` accepts).
+const TSO_MAX_COUNT: u32 = 1_000_000;
 
 impl<E: MvccEngine> std::fmt::Debug for Cluster<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -358,16 +384,28 @@ impl<E: MvccEngine> Cluster<E> {
             })
             .await?;
         }
-        let cluster = Arc::new(Cluster {
+        let cluster = Arc::new_cyclic(|me| Cluster {
             config,
             node,
             peers,
             routes: parking_lot::RwLock::new(None),
             guards: Mutex::new(HashMap::new()),
             oracle: tokio::sync::Mutex::new(None),
+            tso_queue: Mutex::new(TsoQueue::default()),
+            me: me.clone(),
+            tso_requests: AtomicU64::new(0),
+            tso_calls: AtomicU64::new(0),
         });
         cluster.refresh_routes();
         Ok(cluster)
+    }
+
+    /// The counters this layer keeps (for the metrics page).
+    pub fn counters(&self) -> NodeCounters {
+        NodeCounters {
+            tso_requests: self.tso_requests.load(Ordering::Relaxed),
+            tso_calls: self.tso_calls.load(Ordering::Relaxed),
+        }
     }
 
     /// The node's configuration.
@@ -575,6 +613,17 @@ impl<E: MvccEngine> Cluster<E> {
                 None => Ok(Location::Unknown),
             },
             _ => Ok(Location::Unknown),
+        }
+    }
+
+    /// The leader of `key`'s group when that is another node with a known address:
+    /// a single-key request is best served whole there. `None` when this node leads
+    /// the group, or no leader is known (the request is then served here, forwarding
+    /// its parts with retries).
+    pub fn remote_leader_of(&self, key: &[u8]) -> Option<(NodeId, String)> {
+        match self.locate(ShardClient::route_key(self, key)) {
+            Ok(Location::Remote(leader, addr)) => Some((leader, addr)),
+            _ => None,
         }
     }
 
@@ -871,8 +920,68 @@ impl<E: MvccEngine> Cluster<E> {
         Ok(ts)
     }
 
-    /// `count` consecutive timestamps from the cluster's oracle (here or forwarded).
+    /// `count` consecutive timestamps (at most 1,000,000; 0 counts as 1) from the
+    /// cluster's oracle, here or forwarded; returns the first. Concurrent requests share
+    /// one oracle call (see [`TsoQueue`]).
     pub async fn timestamps(&self, count: u32) -> Result<Timestamp, TsoError> {
+        let count = count.clamp(1, TSO_MAX_COUNT);
+        self.tso_requests.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let start_driver = {
+            let mut queue = self.tso_queue.lock();
+            queue.next.push((count, tx));
+            !std::mem::replace(&mut queue.running, true)
+        };
+        if start_driver {
+            let Some(me) = self.me.upgrade() else {
+                return Err(TsoError::Store("the node is shutting down".into()));
+            };
+            // A task of its own: the driver must outlive any one caller, which may be
+            // cancelled (a client that hangs up) while others wait for its call.
+            tokio::spawn(async move { me.drive_timestamps().await });
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(TsoError::Store("timestamp request abandoned".into())))
+    }
+
+    /// Serves `tso_queue` until it is empty: each round takes every waiting request
+    /// (up to [`TSO_MAX_COUNT`] timestamps in all) and makes one oracle call for them.
+    async fn drive_timestamps(&self) {
+        loop {
+            let batch = {
+                let mut queue = self.tso_queue.lock();
+                if queue.next.is_empty() {
+                    queue.running = false;
+                    return;
+                }
+                let mut total = 0u32;
+                let split = queue
+                    .next
+                    .iter()
+                    .position(|(count, _)| {
+                        total += *count;
+                        total > TSO_MAX_COUNT
+                    })
+                    .unwrap_or(queue.next.len())
+                    .max(1);
+                let rest = queue.next.split_off(split);
+                std::mem::replace(&mut queue.next, rest)
+            };
+            let total: u32 = batch.iter().map(|(count, _)| count).sum();
+            self.tso_calls.fetch_add(1, Ordering::Relaxed);
+            let outcome = self.call_oracle(total).await;
+            let mut next = outcome.as_ref().copied().unwrap_or_default();
+            for (count, tx) in batch {
+                // A caller that gave up has dropped its receiver; nothing to do.
+                let _ = tx.send(outcome.clone().map(|_| next));
+                next += u64::from(count);
+            }
+        }
+    }
+
+    /// One call to the oracle for `count` timestamps: here if this node leads the
+    /// default group, else forwarded to its leader (retried while it moves).
+    async fn call_oracle(&self, count: u32) -> Result<Timestamp, TsoError> {
         let attempts = self.config.forward_attempts.max(1) + 2;
         let mut last = TsoError::Store("the default group has no leader".into());
         for attempt in 0..attempts {
@@ -1191,7 +1300,7 @@ impl<E: MvccEngine> ShardClient for Cluster<E> {
 
 #[async_trait]
 impl<E: MvccEngine> TimestampSource for Cluster<E> {
-    async fn timestamp(&self) -> Result<Timestamp, TsoError> {
-        self.timestamps(1).await
+    async fn timestamps(&self, count: u32) -> Result<Timestamp, TsoError> {
+        Cluster::timestamps(self, count).await
     }
 }

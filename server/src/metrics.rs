@@ -64,6 +64,15 @@ pub struct GroupGauges {
     pub log_syncs: u64,
 }
 
+/// Counters the cluster layer keeps, for the page.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NodeCounters {
+    /// Timestamp requests this node made (its own and forwarded ones it served).
+    pub tso_requests: u64,
+    /// Oracle calls those requests were coalesced into.
+    pub tso_calls: u64,
+}
+
 impl Metrics {
     /// Records one finished RPC (`code` is the gRPC status code name, "OK" on success).
     pub fn observe(&self, method: &str, code: &str, elapsed: Duration) {
@@ -82,8 +91,8 @@ impl Metrics {
         }
     }
 
-    /// The page, with the groups' current state.
-    pub fn render(&self, groups: &[GroupGauges]) -> String {
+    /// The page, with the groups' current state and the cluster layer's counters.
+    pub fn render(&self, groups: &[GroupGauges], node: &NodeCounters) -> String {
         let mut out = String::new();
         let rpcs = self.rpcs.lock();
         out.push_str("# HELP elastickv_rpc_requests_total gRPC requests served, by method.\n");
@@ -197,11 +206,26 @@ impl Metrics {
                 &self.versions_removed,
             ),
         ];
+        let node_counters = [
+            (
+                "elastickv_tso_requests_total",
+                "Timestamp requests made on this node.",
+                node.tso_requests,
+            ),
+            (
+                "elastickv_tso_calls_total",
+                "Calls to the timestamp oracle those requests were coalesced into.",
+                node.tso_calls,
+            ),
+        ];
+        let counters = counters
+            .into_iter()
+            .map(|(name, help, value)| (name, help, value.load(Ordering::Relaxed)))
+            .chain(node_counters);
         for (name, help, value) in counters {
             let _ = writeln!(
                 out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                value.load(Ordering::Relaxed)
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
             );
         }
         out
@@ -264,15 +288,21 @@ mod tests {
             "InvalidArgument",
             Duration::from_millis(20),
         );
-        let page = m.render(&[GroupGauges {
-            group: 1,
-            is_leader: true,
-            term: 3,
-            last_log_index: 9,
-            committed_index: 9,
-            applied_index: 8,
-            log_syncs: 4,
-        }]);
+        let page = m.render(
+            &[GroupGauges {
+                group: 1,
+                is_leader: true,
+                term: 3,
+                last_log_index: 9,
+                committed_index: 9,
+                applied_index: 8,
+                log_syncs: 4,
+            }],
+            &NodeCounters {
+                tso_requests: 10,
+                tso_calls: 3,
+            },
+        );
         assert!(page.contains("elastickv_rpc_requests_total{method=\"/RawKV/RawPut\"} 2"));
         assert!(page.contains(
             "elastickv_rpc_errors_total{method=\"/RawKV/RawPut\",code=\"InvalidArgument\"} 1"
@@ -285,5 +315,7 @@ mod tests {
         ));
         assert!(page.contains("elastickv_raft_applied_index{group=\"1\"} 8"));
         assert!(page.contains("elastickv_raft_is_leader{group=\"1\"} 1"));
+        assert!(page.contains("elastickv_tso_requests_total 10\n"));
+        assert!(page.contains("elastickv_tso_calls_total 3\n"));
     }
 }

@@ -40,8 +40,13 @@ impl Peers {
 
     /// A client of the `Internal` service at `addr` (`host:port`).
     pub fn internal(&self, addr: &str) -> Result<InternalClient<Channel>, String> {
+        self.channel(addr).map(client)
+    }
+
+    /// The channel to `addr` (`host:port`), for any of the node's services.
+    pub fn channel(&self, addr: &str) -> Result<Channel, String> {
         if let Some(channel) = self.channels.read().get(addr) {
-            return Ok(client(channel.clone()));
+            return Ok(channel.clone());
         }
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| format!("bad node address {addr:?}: {e}"))?
@@ -51,11 +56,12 @@ impl Peers {
             .keep_alive_timeout(Duration::from_secs(5))
             .local_address(self.source_ip);
         let channel = endpoint.connect_lazy();
-        self.channels
+        Ok(self
+            .channels
             .write()
             .entry(addr.to_string())
-            .or_insert_with(|| channel.clone());
-        Ok(client(channel))
+            .or_insert(channel)
+            .clone())
     }
 }
 

@@ -271,7 +271,7 @@ where
             .map_err(|source| StartError::Listen { addr, source })?;
         let c = Arc::clone(&cluster);
         let m = Arc::clone(&metrics);
-        let page = Arc::new(move || m.render(&gauges(&c)));
+        let page = Arc::new(move || m.render(&gauges(&c), &c.counters()));
         tasks.spawn(crate::metrics::serve(listener, page, shutdown_rx.clone()));
     }
     Ok(RunningNode {

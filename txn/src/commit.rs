@@ -78,8 +78,9 @@ impl<C: ShardClient> Transaction<C> {
                     .push(key.clone());
             }
         }
+        let reserved = self.reserved_commit_ts.take();
         let result = if parts.len() == 1 {
-            self.commit_one_phase(parts.into_values().next().unwrap_or_default())
+            self.commit_one_phase(parts.into_values().next().unwrap_or_default(), reserved)
                 .await
         } else {
             self.commit_two_phase(parts).await
@@ -104,7 +105,11 @@ impl<C: ShardClient> Transaction<C> {
         }
     }
 
-    async fn commit_one_phase(&self, part: GroupPart) -> Result<Timestamp, TransactionError> {
+    async fn commit_one_phase(
+        &self,
+        part: GroupPart,
+        mut reserved: Option<Timestamp>,
+    ) -> Result<Timestamp, TransactionError> {
         let client = &self.coordinator.client;
         let group = match part.mutations.first() {
             Some(m) => client.route_key(m.key()),
@@ -114,7 +119,10 @@ impl<C: ShardClient> Transaction<C> {
         for _ in 0..self.coordinator.config.commit_attempts.max(1) {
             // Taken as late as possible; the group refuses it if a read at or above it
             // was already served, and then a fresh one is taken.
-            let commit_ts = self.coordinator.tso.timestamp().await?;
+            let commit_ts = match reserved.take() {
+                Some(ts) => ts,
+                None => self.coordinator.tso.timestamp().await?,
+            };
             let command = Command::OnePhase {
                 start_ts: self.start_ts,
                 commit_ts,

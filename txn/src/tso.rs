@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use crate::ts::{add_millis, Clock, Timestamp};
 
 /// Why a timestamp could not be produced.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum TsoError {
     /// The ceiling could not be loaded or persisted (for example no Raft leader).
     #[error("timestamp ceiling store failed: {0}")]
@@ -42,7 +42,13 @@ pub trait CeilingStore: Send + Sync + fmt::Debug + 'static {
 #[async_trait]
 pub trait TimestampSource: Send + Sync + fmt::Debug + 'static {
     /// One fresh timestamp.
-    async fn timestamp(&self) -> Result<Timestamp, TsoError>;
+    async fn timestamp(&self) -> Result<Timestamp, TsoError> {
+        self.timestamps(1).await
+    }
+
+    /// `count` fresh consecutive timestamps (0 counts as 1), in one request: returns
+    /// the first, and `first..first + count` are all the caller's.
+    async fn timestamps(&self, count: u32) -> Result<Timestamp, TsoError>;
 }
 
 /// An in-memory [`CeilingStore`] for tests, able to fail on demand.
@@ -199,8 +205,8 @@ impl<S: CeilingStore> TimestampOracle<S> {
 
 #[async_trait]
 impl<S: CeilingStore> TimestampSource for TimestampOracle<S> {
-    async fn timestamp(&self) -> Result<Timestamp, TsoError> {
-        self.reserve(1).await
+    async fn timestamps(&self, count: u32) -> Result<Timestamp, TsoError> {
+        self.reserve(count).await
     }
 }
 

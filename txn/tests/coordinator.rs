@@ -426,3 +426,70 @@ async fn one_phase_commit_below_a_served_read_is_refused() {
     write(&c, &[("a", "2")]).await;
     assert_eq!(read(&c, "a").await.as_deref(), Some("2"));
 }
+
+#[tokio::test]
+async fn short_transaction_takes_both_timestamps_in_one_request() {
+    let c = recorded_cluster().await;
+    let mut txn = c
+        .coord
+        .begin_short(Isolation::Snapshot)
+        .await
+        .expect("begin");
+    let start_ts = txn.start_ts();
+    txn.put("a", "1").expect("put");
+    let commit_ts = txn.commit().await.expect("commit");
+    assert_eq!(commit_ts, start_ts + 1, "the reserved commit_ts");
+    let events = c.client.events();
+    assert!(
+        matches!(
+            events.as_slice(),
+            [
+                Event::Timestamp(s),
+                Event::Timestamp(t),
+                Event::Applied { command: Command::OnePhase { start_ts: cs, commit_ts: ct, .. }, ok: true, .. },
+            ] if *s == start_ts && *t == commit_ts && *cs == start_ts && *ct == commit_ts
+        ),
+        "one oracle request of two timestamps, then the one-phase commit: {events:?}"
+    );
+    assert_eq!(read(&c, "a").await.as_deref(), Some("1"));
+}
+
+#[tokio::test]
+async fn short_transaction_retries_when_a_read_passed_its_reserved_commit_ts() {
+    let c = cluster().await;
+    let mut txn = c
+        .coord
+        .begin_short(Isolation::Snapshot)
+        .await
+        .expect("begin");
+    let reserved = txn.start_ts() + 1;
+    txn.put("a", "1").expect("put");
+    // A read served meanwhile, at a timestamp above the reservation.
+    assert_eq!(read(&c, "a").await, None);
+    let commit_ts = txn.commit().await.expect("commit after a retry");
+    assert!(
+        commit_ts > reserved,
+        "a fresh commit_ts ({commit_ts}) replaced the refused reservation ({reserved})"
+    );
+    assert_eq!(read(&c, "a").await.as_deref(), Some("1"));
+}
+
+#[tokio::test]
+async fn short_transaction_across_groups_commits_in_two_phases() {
+    let c = recorded_cluster().await;
+    let mut txn = c
+        .coord
+        .begin_short(Isolation::Snapshot)
+        .await
+        .expect("begin");
+    let start_ts = txn.start_ts();
+    txn.put("a", "1").expect("put");
+    txn.put("x", "2").expect("put");
+    let commit_ts = txn.commit().await.expect("commit");
+    assert!(
+        commit_ts > start_ts + 1,
+        "two-phase commit takes its commit_ts after the prewrites, not the reservation"
+    );
+    assert_eq!(read(&c, "a").await.as_deref(), Some("1"));
+    assert_eq!(read(&c, "x").await.as_deref(), Some("2"));
+}

@@ -125,10 +125,13 @@ pub struct RecordingTso {
 
 #[async_trait]
 impl TimestampSource for RecordingTso {
-    async fn timestamp(&self) -> Result<Timestamp, TsoError> {
-        let ts = self.inner.timestamp().await?;
-        self.log.lock().push(Event::Timestamp(ts));
-        Ok(ts)
+    async fn timestamps(&self, count: u32) -> Result<Timestamp, TsoError> {
+        let first = self.inner.timestamps(count).await?;
+        let mut log = self.log.lock();
+        for ts in first..first + u64::from(count.max(1)) {
+            log.push(Event::Timestamp(ts));
+        }
+        Ok(first)
     }
 }
 
