@@ -25,23 +25,8 @@ fn free_port() -> u16 {
 async fn concurrent_timestamp_requests_share_oracle_calls_and_never_overlap() {
     tokio::time::timeout(Duration::from_secs(120), async {
         let dir = tempfile::tempdir().expect("tempdir");
-        let settings = NodeOptions {
-            id: Some(1),
-            listen: Some(format!("127.0.0.1:{}", free_port()).parse().expect("addr")),
-            data_dir: Some(dir.path().to_path_buf()),
-            engine: Some("mem".into()),
-            groups: Some(1),
-            heartbeat_ms: Some(50),
-            election_timeout_ms: Some(300),
-            ..NodeOptions::default()
-        }
-        .settings()
-        .expect("settings");
-        let node = start_node(settings, |_: &std::path::Path| {
-            Ok::<_, EngineError>(MemEngine::new())
-        })
-        .await
-        .expect("start the node");
+        let addr = format!("127.0.0.1:{}", free_port());
+        let node = start_mem_node(1, &addr, dir.path(), None).await;
         let cluster = node.cluster().clone();
         // The first timestamp once the default group has a leader.
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -110,27 +95,39 @@ async fn start_three(dir: &std::path::Path) -> Vec<RunningNode<MemEngine>> {
         .join(",");
     let mut nodes = Vec::new();
     for (i, addr) in addrs.iter().enumerate() {
-        let settings = NodeOptions {
-            id: Some(i as u64 + 1),
-            listen: Some(addr.parse().expect("addr")),
-            data_dir: Some(dir.join(format!("n{}", i + 1))),
-            engine: Some("mem".into()),
-            initial_cluster: Some(initial.clone()),
-            groups: Some(1),
-            heartbeat_ms: Some(50),
-            election_timeout_ms: Some(300),
-            ..NodeOptions::default()
-        }
-        .settings()
-        .expect("settings");
-        let node = start_node(settings, |_: &std::path::Path| {
-            Ok::<_, EngineError>(MemEngine::new())
-        })
-        .await
-        .expect("start a node");
-        nodes.push(node);
+        let id = i as u64 + 1;
+        let data = dir.join(format!("n{id}"));
+        nodes.push(start_mem_node(id, addr, &data, Some(initial.clone())).await);
     }
     nodes
+}
+
+/// Starts node `id` on the mem engine with one group and fast Raft timers; alone, or
+/// as one of `initial_cluster`.
+async fn start_mem_node(
+    id: u64,
+    addr: &str,
+    dir: &std::path::Path,
+    initial_cluster: Option<String>,
+) -> RunningNode<MemEngine> {
+    let settings = NodeOptions {
+        id: Some(id),
+        listen: Some(addr.parse().expect("addr")),
+        data_dir: Some(dir.to_path_buf()),
+        engine: Some("mem".into()),
+        initial_cluster,
+        groups: Some(1),
+        heartbeat_ms: Some(50),
+        election_timeout_ms: Some(300),
+        ..NodeOptions::default()
+    }
+    .settings()
+    .expect("settings");
+    start_node(settings, |_: &std::path::Path| {
+        Ok::<_, EngineError>(MemEngine::new())
+    })
+    .await
+    .expect("start a node")
 }
 
 /// The index in `nodes` of a follower that knows the leader of group 0, once there is
