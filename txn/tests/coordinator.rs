@@ -7,7 +7,8 @@ use cluster::*;
 use elastickv_engine_api::{KeyRange, Mutation};
 use elastickv_txn::keys;
 use elastickv_txn::{
-    Command, CommandKind, Fault, FaultEffect, FaultPoint, Isolation, ShardClient, TransactionError,
+    Command, CommandKind, Fault, FaultEffect, FaultPoint, Isolation, ShardClient, Transaction,
+    TransactionError,
 };
 
 async fn write(c: &Cluster<impl ShardClient>, pairs: &[(&str, &str)]) -> u64 {
@@ -16,6 +17,14 @@ async fn write(c: &Cluster<impl ShardClient>, pairs: &[(&str, &str)]) -> u64 {
         txn.put(*k, *v).expect("put");
     }
     txn.commit().await.expect("commit")
+}
+
+/// A transaction begun with `begin_short` (start_ts and a reserved commit_ts at once).
+async fn short<C: ShardClient>(c: &Cluster<C>) -> Transaction<C> {
+    c.coord
+        .begin_short(Isolation::Snapshot)
+        .await
+        .expect("begin")
 }
 
 async fn read(c: &Cluster<impl ShardClient>, key: &str) -> Option<String> {
@@ -430,11 +439,7 @@ async fn one_phase_commit_below_a_served_read_is_refused() {
 #[tokio::test]
 async fn short_transaction_takes_both_timestamps_in_one_request() {
     let c = recorded_cluster().await;
-    let mut txn = c
-        .coord
-        .begin_short(Isolation::Snapshot)
-        .await
-        .expect("begin");
+    let mut txn = short(&c).await;
     let start_ts = txn.start_ts();
     txn.put("a", "1").expect("put");
     let commit_ts = txn.commit().await.expect("commit");
@@ -457,11 +462,7 @@ async fn short_transaction_takes_both_timestamps_in_one_request() {
 #[tokio::test]
 async fn short_transaction_retries_when_a_read_passed_its_reserved_commit_ts() {
     let c = cluster().await;
-    let mut txn = c
-        .coord
-        .begin_short(Isolation::Snapshot)
-        .await
-        .expect("begin");
+    let mut txn = short(&c).await;
     let reserved = txn.start_ts() + 1;
     txn.put("a", "1").expect("put");
     // A read served meanwhile, at a timestamp above the reservation.
@@ -477,11 +478,7 @@ async fn short_transaction_retries_when_a_read_passed_its_reserved_commit_ts() {
 #[tokio::test]
 async fn short_transaction_across_groups_commits_in_two_phases() {
     let c = recorded_cluster().await;
-    let mut txn = c
-        .coord
-        .begin_short(Isolation::Snapshot)
-        .await
-        .expect("begin");
+    let mut txn = short(&c).await;
     let start_ts = txn.start_ts();
     txn.put("a", "1").expect("put");
     txn.put("x", "2").expect("put");
