@@ -29,6 +29,8 @@ mod linearizable;
 mod nemesis;
 #[path = "faults/net.rs"]
 mod net;
+#[path = "support/process.rs"]
+mod process;
 #[path = "faults/regressions.rs"]
 mod regressions;
 #[path = "faults/workload.rs"]

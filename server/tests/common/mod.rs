@@ -1,10 +1,13 @@
 //! Real `elastickv node` processes on loopback ports, for the integration tests.
 #![allow(dead_code)]
 
+#[path = "../support/process.rs"]
+mod process;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use elastickv_server::client::Client;
@@ -40,19 +43,7 @@ pub struct Proc {
 
 impl Proc {
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_elastickv"))
-            .args(&self.args)
-            .env("RUST_LOG", "info,openraft=warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start elastickv");
+        let child = process::spawn_elastickv(&self.args, &self.log);
         self.child = Some(child);
     }
 
