@@ -11,17 +11,11 @@ use std::time::{Duration, Instant};
 
 use elastickv_bench::load::etcd::pb;
 use elastickv_bench::load::workload::{balance, key};
-use elastickv_bench::load::{self, Config, Connector, EtcdConnector, Limit, Workload};
+use elastickv_bench::load::{self, Config, Connector, EtcdConnector, Workload};
 
-const KEYS: u64 = 1000;
+mod common;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
+use common::{config, free_port, KEYS};
 
 /// A running single-member etcd, killed on drop.
 struct Etcd {
@@ -123,19 +117,6 @@ impl Drop for Etcd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-fn config(addr: &str, workload: Workload) -> Config {
-    Config {
-        workload,
-        endpoints: vec![addr.to_string()],
-        clients: 4,
-        conns: 4,
-        limit: Limit::Duration(Duration::from_secs(1)),
-        keys: KEYS,
-        progress: false,
-        ..Config::default()
     }
 }
 

@@ -11,15 +11,9 @@ use elastickv_server::client::Client;
 use elastickv_server::config::NodeOptions;
 use elastickv_server::run::start_node;
 
-const KEYS: u64 = 1000;
+mod common;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
+use common::{config, free_port, KEYS};
 
 /// Waits until the route table is known and every range answers a read.
 async fn wait_serving(addr: &str) {
@@ -43,19 +37,6 @@ async fn wait_serving(addr: &str) {
         }
         assert!(Instant::now() < deadline, "the node did not start serving");
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn config(addr: &str, workload: Workload) -> Config {
-    Config {
-        workload,
-        endpoints: vec![addr.to_string()],
-        clients: 4,
-        conns: 4,
-        limit: Limit::Duration(Duration::from_secs(1)),
-        keys: KEYS,
-        progress: false,
-        ..Config::default()
     }
 }
 
