@@ -44,6 +44,22 @@ pub struct GroupConfig {
     /// How long a membership change may take (adding a learner waits for it to catch up,
     /// which may include a large snapshot).
     pub membership_timeout: Duration,
+    /// Where the log is kept: its own files (the default) or the engine's raw keyspace.
+    pub log_storage: LogStorage,
+}
+
+/// Where a group keeps its Raft log. The vote, the purge marker and the state machine
+/// are always in the engine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogStorage {
+    /// Append-only segment files in `<group dir>/log/`, each append synced with
+    /// `fdatasync`: one small sequential write per sync, whatever the engine.
+    #[default]
+    Files,
+    /// The engine's raw keyspace: exactly as durable as the engine. Use it with an
+    /// engine that keeps nothing across restarts (the in-memory engine), so that the log
+    /// never outlives the state it belongs to.
+    Engine,
 }
 
 impl Default for GroupConfig {
@@ -63,6 +79,7 @@ impl Default for GroupConfig {
             propose_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(5),
             membership_timeout: Duration::from_secs(600),
+            log_storage: LogStorage::Files,
         }
     }
 }

@@ -126,22 +126,30 @@ fn role_of(state: ServerState) -> Role {
 }
 
 impl<E: MvccEngine, A: Applier<E>> Group<E, A> {
-    /// Starts group `id` on node `node` over `engine`, keeping snapshot files in
-    /// `snapshot_dir`. The group rejoins its cluster from its persisted state; a new
+    /// Starts group `id` on node `node` over `engine`, keeping its log files (with
+    /// [`crate::LogStorage::Files`]) in `<dir>/log` and snapshot files in
+    /// `<dir>/snapshots`. The group rejoins its cluster from its persisted state; a new
     /// group waits for [`Group::initialize`] (on one node) or to be added by a leader.
     pub async fn start(
         node: NodeId,
         id: GroupId,
         engine: Arc<E>,
         applier: Arc<A>,
-        snapshot_dir: &Path,
+        dir: &Path,
         transport: Arc<dyn Transport>,
         config: GroupConfig,
     ) -> Result<Self> {
         let raft_config = Arc::new(config.to_openraft(id)?);
         let layout = Layout::new(id);
         let counters = Arc::new(LogCounters::default());
-        let mut log = LogStore::new(Arc::clone(&engine), id, Arc::clone(&counters));
+        let mut log = LogStore::open(
+            Arc::clone(&engine),
+            id,
+            Arc::clone(&counters),
+            config.log_storage,
+            &dir.join("log"),
+        )
+        .await?;
         // The last entry this replica holds as it starts: see `ReadBatcher::new`.
         let last_log_at_start = openraft::storage::RaftLogStorage::get_log_state(&mut log)
             .await
@@ -149,7 +157,7 @@ impl<E: MvccEngine, A: Applier<E>> Group<E, A> {
             .last_log_id
             .map_or(0, |l| l.index);
         let snapshots = Arc::new(SnapshotStore::open(
-            snapshot_dir,
+            &dir.join("snapshots"),
             Arc::clone(&engine),
             layout.clone(),
         )?);

@@ -32,6 +32,7 @@ mod error;
 mod group;
 mod inproc;
 mod layout;
+mod log_file;
 mod log_store;
 mod log_sync;
 mod network;
@@ -49,7 +50,7 @@ mod txn;
 mod types;
 
 pub use applier::{Applied, Applier, ApplyEntry};
-pub use config::GroupConfig;
+pub use config::{GroupConfig, LogStorage};
 pub use error::{RaftError, Result};
 pub use group::{Group, GroupStatus, Proposed, Role};
 pub use inproc::{InProcessNetwork, InProcessTransport};

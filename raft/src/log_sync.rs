@@ -1,11 +1,11 @@
-//! Group commit for the log: one synced engine write makes many appends durable.
+//! Group commit for the log: one synced write makes many appends durable.
 //!
 //! openraft 0.9 calls `append` once per client write and calls it again as soon as the
 //! previous call returned, learning about durability later through a callback. So an
 //! append only parks its encoded entries in [`PendingLog`] (where log readers see them
 //! at once) and queues its callback here. A single task repeatedly takes every queued
-//! callback and every parked entry, writes all those entries in one synced engine
-//! write, and only then reports the callbacks flushed. While one sync runs, the next
+//! callback and every parked entry, writes all those entries in one synced write (to
+//! the log files, or to the engine), and only then reports the callbacks flushed. While one sync runs, the next
 //! batch accumulates: concurrent proposals share syncs, and no entry is reported
 //! flushed before it is on stable storage.
 
@@ -13,13 +13,14 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-use elastickv_engine_api::{Durability, MvccEngine, RawOp};
+use elastickv_engine_api::{Durability, EngineError, MvccEngine, RawOp};
 use openraft::storage::LogFlushed;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::layout::Layout;
-use crate::log_store::{blocking, LogCounters};
+use crate::log_file::FileLog;
+use crate::log_store::{blocking, Entries, LogCounters};
 use crate::TypeConfig;
 
 /// Entries appended but not yet written to the engine: index -> encoded entry.
@@ -52,12 +53,17 @@ impl LogSyncer {
     pub(crate) fn start<E: MvccEngine>(
         engine: &Arc<E>,
         layout: &Layout,
+        entries: &Entries,
         pending: PendingLog,
         counters: Arc<LogCounters>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let task = SyncTask {
             engine: Arc::downgrade(engine),
+            files: match entries {
+                Entries::Engine => None,
+                Entries::Files(files) => Some(Arc::downgrade(files)),
+            },
             layout: layout.clone(),
             pending,
             counters,
@@ -87,6 +93,8 @@ impl LogSyncer {
 
 struct SyncTask<E> {
     engine: Weak<E>,
+    /// The log files, when the entries are kept there.
+    files: Option<Weak<FileLog>>,
     layout: Layout,
     pending: PendingLog,
     counters: Arc<LogCounters>,
@@ -110,7 +118,7 @@ impl<E: MvccEngine> SyncTask<E> {
             let result = if batch.is_empty() {
                 Ok(())
             } else {
-                self.write(&batch).await
+                self.write(batch.clone()).await
             };
             if result.is_ok() {
                 let mut pending = self.pending.lock();
@@ -134,17 +142,33 @@ impl<E: MvccEngine> SyncTask<E> {
         }
     }
 
-    async fn write(&self, batch: &[(u64, Arc<[u8]>)]) -> Result<(), String> {
+    async fn write(&self, batch: Vec<(u64, Arc<[u8]>)>) -> Result<(), String> {
+        // Held (also with the log in files) until the write is done: stopping a group
+        // waits for its engine to be released, so no write of a stopped group can
+        // overlap the reopened group's.
         let Some(engine) = self.engine.upgrade() else {
             return Err("engine closed".to_string());
         };
-        let ops: Vec<RawOp> = batch
-            .iter()
-            .map(|(index, bytes)| RawOp::put(self.layout.log_key(*index), bytes.to_vec()))
-            .collect();
-        blocking(move || engine.raw_write(&ops, Durability::Sync))
-            .await
-            .map_err(|e| e.to_string())?;
+        match &self.files {
+            Some(files) => {
+                let Some(files) = files.upgrade() else {
+                    return Err("log closed".to_string());
+                };
+                blocking(move || {
+                    let _engine = engine;
+                    files.append(&batch).map_err(EngineError::Io)
+                })
+                .await
+            }
+            None => {
+                let ops: Vec<RawOp> = batch
+                    .iter()
+                    .map(|(index, bytes)| RawOp::put(self.layout.log_key(*index), bytes.to_vec()))
+                    .collect();
+                blocking(move || engine.raw_write(&ops, Durability::Sync)).await
+            }
+        }
+        .map_err(|e| e.to_string())?;
         self.counters.append_syncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

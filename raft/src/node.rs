@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! <data-dir>/group-<id>/engine/      the engine's files (whatever the backend keeps)
+//! <data-dir>/group-<id>/log/         the Raft log's segment files (`LogStorage::Files`)
 //! <data-dir>/group-<id>/snapshots/   the current snapshot file (and transfers in progress)
 //! ```
 //!
@@ -135,13 +136,12 @@ impl<E: MvccEngine, A: Applier<E>> RaftNode<E, A> {
         config: GroupConfig,
         owns_engine: bool,
     ) -> Result<Arc<Group<E, A>>> {
-        let snapshot_dir = self.group_dir(group).join("snapshots");
         let started = Group::start(
             self.id,
             group,
             engine,
             applier,
-            &snapshot_dir,
+            &self.group_dir(group),
             Arc::clone(&self.transport),
             config,
         )

@@ -1,5 +1,6 @@
 //! openraft's own storage conformance suite (`openraft::testing::Suite`) run against
-//! this crate's log store and state machine, on the in-memory and the redb engine.
+//! this crate's log store and state machine, on the in-memory and the redb engine, with
+//! the log in the engine and in its own files.
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use crate::layout::Layout;
 use crate::log_store::{storage_error, LogCounters, LogStore};
 use crate::snapshot::SnapshotStore;
 use crate::state_machine::StateMachine;
-use crate::{StorageError, TypeConfig};
+use crate::{LogStorage, StorageError, TypeConfig};
 
 /// An applier that accepts every command and writes nothing but the apply state.
 struct Accept;
@@ -33,6 +34,7 @@ impl<E: MvccEngine> Applier<E> for Accept {
 
 struct Builder<E> {
     open: fn(&std::path::Path) -> Result<E, EngineError>,
+    log: LogStorage,
 }
 
 impl<E: MvccEngine> StoreBuilder<TypeConfig, LogStore<E>, StateMachine<E, Accept>, TempDir>
@@ -45,7 +47,15 @@ impl<E: MvccEngine> StoreBuilder<TypeConfig, LogStore<E>, StateMachine<E, Accept
         let dir = tempfile::tempdir().map_err(|e| failed(&e))?;
         let engine = Arc::new((self.open)(&dir.path().join("engine")).map_err(|e| failed(&e))?);
         let layout = Layout::new(3);
-        let log = LogStore::new(Arc::clone(&engine), 3, Arc::new(LogCounters::default()));
+        let log = LogStore::open(
+            Arc::clone(&engine),
+            3,
+            Arc::new(LogCounters::default()),
+            self.log,
+            &dir.path().join("log"),
+        )
+        .await
+        .map_err(|e| failed(&e))?;
         let snapshots = SnapshotStore::open(
             &dir.path().join("snapshots"),
             Arc::clone(&engine),
@@ -59,23 +69,47 @@ impl<E: MvccEngine> StoreBuilder<TypeConfig, LogStore<E>, StateMachine<E, Accept
 }
 
 #[test]
-fn openraft_storage_suite_passes_on_the_mem_engine() {
+fn openraft_storage_suite_passes_on_the_mem_engine_with_the_log_in_the_engine() {
     Suite::test_all(Builder {
         open: |_| Ok(MemEngine::new()),
+        log: LogStorage::Engine,
     })
     .expect("storage suite");
 }
 
 #[test]
-fn openraft_storage_suite_passes_on_the_redb_engine() {
-    fn open(dir: &std::path::Path) -> Result<RedbEngine, EngineError> {
-        open_redb(
-            dir,
-            RedbOptions {
-                cache_size: 4 * 1024 * 1024,
-                ..RedbOptions::default()
-            },
-        )
-    }
-    Suite::test_all(Builder { open }).expect("storage suite");
+fn openraft_storage_suite_passes_on_the_mem_engine_with_log_files() {
+    Suite::test_all(Builder {
+        open: |_| Ok(MemEngine::new()),
+        log: LogStorage::Files,
+    })
+    .expect("storage suite");
+}
+
+fn open_small_redb(dir: &std::path::Path) -> Result<RedbEngine, EngineError> {
+    open_redb(
+        dir,
+        RedbOptions {
+            cache_size: 4 * 1024 * 1024,
+            ..RedbOptions::default()
+        },
+    )
+}
+
+#[test]
+fn openraft_storage_suite_passes_on_the_redb_engine_with_log_files() {
+    Suite::test_all(Builder {
+        open: open_small_redb,
+        log: LogStorage::Files,
+    })
+    .expect("storage suite");
+}
+
+#[test]
+fn openraft_storage_suite_passes_on_the_redb_engine_with_the_log_in_the_engine() {
+    Suite::test_all(Builder {
+        open: open_small_redb,
+        log: LogStorage::Engine,
+    })
+    .expect("storage suite");
 }

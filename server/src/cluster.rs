@@ -24,8 +24,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use elastickv_engine_api::{EngineError, KeyRange, KvPair, MvccEngine, Timestamp};
 use elastickv_raft::{
-    GroupConfig, GroupStatus, NodeId, RaftCeilingStore, RaftError, RaftNode, Role, TxnApplier,
-    DEFAULT_GROUP,
+    GroupConfig, GroupStatus, LogStorage, NodeId, RaftCeilingStore, RaftError, RaftNode, Role,
+    TxnApplier, DEFAULT_GROUP,
 };
 use elastickv_txn::ts::SystemClock;
 use elastickv_txn::tso::{TimestampOracle, TimestampSource, TsoConfig, TsoError};
@@ -378,8 +378,13 @@ impl<E: MvccEngine> Cluster<E> {
             config.data_dir.clone(),
             transport,
         ));
+        let mut raft = config.raft.clone();
+        if config.engine_name == "mem" {
+            // The in-memory engine forgets everything on restart: so must its log.
+            raft.log_storage = LogStorage::Engine;
+        }
         for &group in &config.groups {
-            node.open_group(group, config.raft.clone(), &open_engine, |engine| {
+            node.open_group(group, raft.clone(), &open_engine, |engine| {
                 TxnApplier::new(Arc::clone(engine))
             })
             .await?;

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use elastickv_engine_api::{EngineError, EngineSnapshot, MvccEngine};
 use elastickv_raft::{
-    Group, GroupConfig, GroupStatus, InProcessNetwork, NodeId, RaftError, RaftNode, Role,
-    SnapshotTransfer, DEFAULT_GROUP,
+    Group, GroupConfig, GroupStatus, InProcessNetwork, LogStorage, NodeId, RaftError, RaftNode,
+    Role, SnapshotTransfer, DEFAULT_GROUP,
 };
 use tempfile::TempDir;
 
@@ -92,8 +92,13 @@ impl<K: EngineKind> Cluster<K> {
             self.root.path().join(format!("node-{id}")),
             self.net.transport(id),
         ));
+        let mut config = self.config.clone();
+        if !K::PERSISTENT {
+            // As the server runs the in-memory engine: the log lives and dies with it.
+            config.log_storage = LogStorage::Engine;
+        }
         if K::PERSISTENT {
-            node.open_group(DEFAULT_GROUP, self.config.clone(), K::open, |_| KvApplier)
+            node.open_group(DEFAULT_GROUP, config, K::open, |_| KvApplier)
                 .await
                 .expect("open group");
         } else {
@@ -106,14 +111,9 @@ impl<K: EngineKind> Cluster<K> {
                     engine
                 }
             };
-            node.start_group(
-                DEFAULT_GROUP,
-                engine,
-                Arc::new(KvApplier),
-                self.config.clone(),
-            )
-            .await
-            .expect("start group");
+            node.start_group(DEFAULT_GROUP, engine, Arc::new(KvApplier), config)
+                .await
+                .expect("start group");
         }
         self.net.register(id, &node);
         self.nodes.insert(id, node);
