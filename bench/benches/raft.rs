@@ -35,8 +35,8 @@ use criterion::{
 use elastickv_bench::engines::EngineUnderTest;
 use elastickv_engine_api::{EngineError, Mutation, MvccEngine};
 use elastickv_raft::{
-    Group, GroupConfig, GroupStatus, InProcessNetwork, NodeId, RaftNode, Role, TxnApplier,
-    DEFAULT_GROUP,
+    Group, GroupConfig, GroupStatus, InProcessNetwork, LogStorage, NodeId, RaftNode, Role,
+    TxnApplier, DEFAULT_GROUP,
 };
 use elastickv_txn::{Command, CommandOutput};
 use tempfile::TempDir;
@@ -110,9 +110,18 @@ impl<E: MvccEngine> Cluster<E> {
             let dir = tempfile::tempdir().expect("temp dir");
             let node = Arc::new(Node::<E>::new(id, dir.path(), net.transport(id)));
             let open = engine.open;
+            // The log where the server keeps it: files, or the engine for mem.
+            let config = GroupConfig {
+                log_storage: if engine.name == "mem" {
+                    LogStorage::Engine
+                } else {
+                    LogStorage::Files
+                },
+                ..GroupConfig::default()
+            };
             node.open_group(
                 DEFAULT_GROUP,
-                GroupConfig::default(),
+                config,
                 |path: &Path| Ok::<E, EngineError>(open(path)),
                 |engine: &Arc<E>| TxnApplier::new(Arc::clone(engine)),
             )

@@ -1,8 +1,9 @@
 //! # elastickv-raft: Raft replication over any engine
 //!
-//! This crate runs [openraft](https://docs.rs/openraft/0.9) groups whose log, vote and
-//! state live in an [`MvccEngine`](elastickv_engine_api::MvccEngine), behind a small API
-//! that keeps openraft's types out of the rest of elastickv:
+//! This crate runs [openraft](https://docs.rs/openraft/0.9) groups over any
+//! [`MvccEngine`](elastickv_engine_api::MvccEngine) (their state in the engine, their
+//! log in files beside it), behind a small API that keeps openraft's types out of the
+//! rest of elastickv:
 //!
 //! * [`Group`]: one group on one node: [`Group::propose`] a command and get the
 //!   [`Applier`]'s response, [`Group::read_barrier`] for linearizable reads (ReadIndex,
@@ -18,9 +19,12 @@
 //!
 //! ## Storage
 //!
-//! The log store is written once over the engine's raw keyspace (see the layout in
-//! `docs/replication.md`): appends and votes are synced before openraft is told they
-//! are flushed, one sync per append call. The state machine writes each entry's effects
+//! The log entries live in append-only segment files of their own
+//! ([`LogStorage::Files`], synced with `fdatasync`), or in the engine's raw keyspace
+//! ([`LogStorage::Engine`], for engines that keep nothing across restarts); the vote
+//! and the rest of the Raft state are in the raw keyspace (layouts in
+//! `docs/replication.md`). Appends and votes are durable before openraft is told they
+//! are flushed; concurrent appends share one sync. The state machine writes each entry's effects
 //! and the applied log id (and membership) in one atomic engine write, buffered.
 //! Snapshots are the engine's portable snapshot stream, kept in a file, sent in chunks
 //! and installed with `restore_with`; memory use does not depend on their size.
