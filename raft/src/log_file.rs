@@ -595,10 +595,16 @@ mod tests {
         FileLog::open_with(dir, purged, 256)
     }
 
-    #[test]
-    fn entries_survive_reopening_across_several_segments() {
+    /// A new log with small segments in a new directory.
+    fn fresh() -> (tempfile::TempDir, FileLog) {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = open_small(dir.path(), None).expect("open");
+        (dir, log)
+    }
+
+    #[test]
+    fn entries_survive_reopening_across_several_segments() {
+        let (dir, log) = fresh();
         assert_eq!(log.bounds(), None);
         for batch in [1..=5, 6..=6, 7..=20, 21..=30, 31..=40] {
             log.append(&entries(batch)).expect("append");
@@ -616,8 +622,7 @@ mod tests {
 
     #[test]
     fn appends_that_do_not_follow_the_log_are_refused() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log = open_small(dir.path(), None).expect("open");
+        let (_dir, log) = fresh();
         log.append(&entries(1..=5)).expect("append");
         let overlap = log.append(&entries(5..=6)).unwrap_err();
         assert!(overlap.to_string().contains("truncate first"), "{overlap}");
@@ -628,8 +633,7 @@ mod tests {
 
     #[test]
     fn an_append_past_a_gap_drops_the_entries_before_it() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log = open_small(dir.path(), None).expect("open");
+        let (dir, log) = fresh();
         log.append(&entries(1..=30)).expect("append");
         // As after installing a snapshot that covers up to 99.
         log.append(&entries(100..=104)).expect("append past a gap");
@@ -641,8 +645,7 @@ mod tests {
 
     #[test]
     fn truncation_is_durable_and_the_log_continues_from_the_cut() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log = open_small(dir.path(), None).expect("open");
+        let (dir, log) = fresh();
         log.append(&entries(1..=40)).expect("append");
         log.append(&entries(41..=60)).expect("append");
         log.append(&entries(61..=80)).expect("append");
@@ -670,8 +673,7 @@ mod tests {
 
     #[test]
     fn purging_forgets_entries_and_removes_whole_segments_only() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log = open_small(dir.path(), None).expect("open");
+        let (dir, log) = fresh();
         for batch in [1..=10, 11..=20, 21..=30] {
             log.append(&entries(batch)).expect("append");
         }
@@ -726,8 +728,7 @@ mod tests {
 
     #[test]
     fn a_damaged_record_is_an_error_unless_it_is_the_unsynced_tail() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log = open_small(dir.path(), None).expect("open");
+        let (dir, log) = fresh();
         for batch in [1..=10, 11..=20, 21..=30] {
             log.append(&entries(batch)).expect("append");
         }
