@@ -448,16 +448,29 @@ impl<E: MvccEngine, A: Applier<E>> Group<E, A> {
             }
             RpcKind::InstallSnapshot => {
                 let reply = match decode(body) {
-                    Ok(request) => self
-                        .raft
-                        .install_snapshot(request)
-                        .await
-                        .map_err(|e| match e {
-                            OpenraftError::APIError(InstallSnapshotError::SnapshotMismatch(_)) => {
-                                RemoteFailure::SnapshotMismatch
-                            }
-                            other => raft_failure(&other),
-                        }),
+                    Ok(request) => {
+                        // Runs to the end even when the caller stops waiting (a sender
+                        // whose replication restarted drops its call; over gRPC that drops
+                        // this handler too). openraft writes a chunk and then advances
+                        // the offset it keeps for the file across awaits: a chunk cut
+                        // off between the two left that offset and the file disagreeing,
+                        // and the next chunk landed in the wrong place (a corrupt
+                        // snapshot, then a fatal install error).
+                        let raft = self.raft.clone();
+                        let receive =
+                            tokio::spawn(async move { raft.install_snapshot(request).await });
+                        match receive.await {
+                            Ok(result) => result.map_err(|e| match e {
+                                OpenraftError::APIError(
+                                    InstallSnapshotError::SnapshotMismatch(_),
+                                ) => RemoteFailure::SnapshotMismatch,
+                                other => raft_failure(&other),
+                            }),
+                            Err(e) => Err(RemoteFailure::Raft(format!(
+                                "snapshot chunk task failed: {e}"
+                            ))),
+                        }
+                    }
                     Err(e) => Err(e),
                 };
                 encode(&reply)
