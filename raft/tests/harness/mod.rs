@@ -137,6 +137,15 @@ impl<K: EngineKind> Cluster<K> {
         self.nodes.keys().copied().collect()
     }
 
+    /// Node `id` (to send it raw RPCs or find its directories).
+    pub fn node(&self, id: NodeId) -> Arc<TestNode<K>> {
+        Arc::clone(
+            self.nodes
+                .get(&id)
+                .unwrap_or_else(|| panic!("node {id} is not running")),
+        )
+    }
+
     pub fn group(&self, id: NodeId) -> Arc<TestGroup<K>> {
         self.nodes
             .get(&id)

@@ -19,6 +19,7 @@ macro_rules! scenarios {
             killing_the_leader_elects_another_and_keeps_acknowledged_writes,
             restarted_follower_catches_up_from_the_log,
             new_node_catches_up_from_a_snapshot,
+            a_snapshot_chunk_whose_sender_gives_up_is_still_received,
             partitioned_minority_cannot_commit_but_majority_can,
             full_cluster_restart_keeps_every_acknowledged_write,
             diverged_replica_is_overwritten_by_the_leaders_snapshot,
@@ -165,6 +166,118 @@ pub async fn new_node_catches_up_from_a_snapshot<K: EngineKind>() {
         Some("v".repeat(200).as_str())
     );
     drop(group);
+    cluster.shutdown().await;
+}
+
+/// A sender whose replication restarts drops its `InstallSnapshot` call, and with it
+/// (in process, and over gRPC) the receiver's handling of the chunk. The receiver must
+/// still finish that chunk: openraft keeps the file offset of a transfer across awaits,
+/// and a chunk cut off after seeking but before recording the new offset made the next
+/// chunk land at the wrong place (a corrupt snapshot, a fatal install, a stopped group).
+/// Each round cuts the repeated first chunk off after a different number of polls, then
+/// sends the last chunk; the install must succeed every time.
+pub async fn a_snapshot_chunk_whose_sender_gives_up_is_still_received<K: EngineKind>() {
+    use std::future::Future;
+    use std::task::Poll;
+
+    use elastickv_raft::{
+        RaftRequest, RpcKind, SnapshotMeta, StoredMembership, TypeConfig, Vote, DEFAULT_GROUP,
+    };
+    use openraft::raft::InstallSnapshotRequest;
+    use openraft::{BasicNode, CommittedLeaderId, LogId, Membership};
+
+    let mut config = test_config();
+    config.snapshot_after_logs = 20;
+    let mut cluster = Cluster::<K>::start(3, config).await;
+    for i in 0..60 {
+        cluster.put(&format!("k{i:03}"), &"v".repeat(600)).await;
+    }
+    let leader = cluster.leader().await;
+    let built = cluster
+        .group(leader)
+        .wait_for(WAIT, "a snapshot", |s| s.snapshot_index > 0)
+        .await
+        .expect("snapshot");
+    let snapshots = cluster
+        .node(leader)
+        .group_dir(DEFAULT_GROUP)
+        .join("snapshots");
+    let file = std::fs::read_dir(&snapshots)
+        .expect("list snapshots")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "snap"))
+        .expect("a snapshot file");
+    let bytes = std::fs::read(file).expect("read the snapshot");
+    let half = bytes.len() / 2;
+    assert!(
+        half > 1024,
+        "a snapshot worth two chunks: {} bytes",
+        bytes.len()
+    );
+
+    cluster.start_node(4).await;
+    let node = cluster.node(4);
+    let vote = Vote::new_committed(built.term, leader);
+    let voters: BTreeSet<u64> = [1, 2, 3].into_iter().collect();
+    let nodes: std::collections::BTreeMap<u64, BasicNode> = voters
+        .iter()
+        .map(|id| (*id, BasicNode::new(format!("node-{id}"))))
+        .collect();
+    let membership = StoredMembership::new(
+        Some(LogId::new(CommittedLeaderId::new(0, 0), 0)),
+        Membership::new(vec![voters], nodes),
+    );
+    let chunk = |round: u64, offset: usize, end: usize| {
+        let request = InstallSnapshotRequest::<TypeConfig> {
+            vote,
+            meta: SnapshotMeta {
+                // Each round is a newer snapshot, so that it is installed, not skipped.
+                last_log_id: Some(LogId::new(
+                    CommittedLeaderId::new(built.term, leader),
+                    built.snapshot_index + round,
+                )),
+                last_membership: membership.clone(),
+                snapshot_id: format!("probe-{round}"),
+            },
+            offset: offset as u64,
+            data: bytes[offset..end].to_vec(),
+            done: end == bytes.len(),
+        };
+        RaftRequest {
+            from: leader,
+            group: DEFAULT_GROUP,
+            kind: RpcKind::InstallSnapshot,
+            body: bincode::serialize(&request).expect("encode"),
+        }
+    };
+    for round in 1..=12u64 {
+        node.handle(chunk(round, 0, half)).await;
+        // The first chunk again, as a restarted sender sends it, given up on after
+        // `round` polls.
+        let mut repeated = Box::pin(node.handle(chunk(round, 0, half)));
+        let mut finished = false;
+        for _ in 0..round {
+            if finished {
+                break;
+            }
+            std::future::poll_fn(|cx| {
+                finished = repeated.as_mut().poll(cx).is_ready();
+                Poll::Ready(())
+            })
+            .await;
+            tokio::time::sleep(Duration::from_micros(300)).await;
+        }
+        drop(repeated);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        node.handle(chunk(round, half, bytes.len())).await;
+        cluster
+            .group(4)
+            .wait_for(WAIT, "the snapshot installed", |s| {
+                s.applied_index >= built.snapshot_index + round
+            })
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+    }
     cluster.shutdown().await;
 }
 
