@@ -136,15 +136,28 @@ pub async fn restarted_follower_catches_up_from_the_log<K: EngineKind>() {
     cluster.shutdown().await;
 }
 
-pub async fn new_node_catches_up_from_a_snapshot<K: EngineKind>() {
+/// A 3-node cluster that snapshots every 20 entries (keeping `kept` entries behind),
+/// after `puts` writes of `value_len`-byte values; returns it with the last write's index.
+async fn snapshotting_cluster<K: EngineKind>(
+    puts: usize,
+    value_len: usize,
+    kept: u64,
+) -> (Cluster<K>, u64) {
     let mut config = test_config();
     config.snapshot_after_logs = 20;
-    config.logs_kept_after_snapshot = 0;
-    let mut cluster = Cluster::<K>::start(3, config).await;
+    config.logs_kept_after_snapshot = kept;
+    let cluster = Cluster::<K>::start(3, config).await;
     let mut last = 0;
-    for i in 0..120 {
-        last = cluster.put(&format!("k{i:03}"), &"v".repeat(200)).await;
+    for i in 0..puts {
+        last = cluster
+            .put(&format!("k{i:03}"), &"v".repeat(value_len))
+            .await;
     }
+    (cluster, last)
+}
+
+pub async fn new_node_catches_up_from_a_snapshot<K: EngineKind>() {
+    let (mut cluster, mut last) = snapshotting_cluster::<K>(120, 200, 0).await;
     let leader = cluster.leader().await;
     let purged = cluster
         .group(leader)
@@ -186,12 +199,8 @@ pub async fn a_snapshot_chunk_whose_sender_gives_up_is_still_received<K: EngineK
     use openraft::raft::InstallSnapshotRequest;
     use openraft::{BasicNode, CommittedLeaderId, LogId, Membership};
 
-    let mut config = test_config();
-    config.snapshot_after_logs = 20;
-    let mut cluster = Cluster::<K>::start(3, config).await;
-    for i in 0..60 {
-        cluster.put(&format!("k{i:03}"), &"v".repeat(600)).await;
-    }
+    let kept = test_config().logs_kept_after_snapshot;
+    let (mut cluster, _) = snapshotting_cluster::<K>(60, 600, kept).await;
     let leader = cluster.leader().await;
     let built = cluster
         .group(leader)
@@ -265,6 +274,9 @@ pub async fn a_snapshot_chunk_whose_sender_gives_up_is_still_received<K: EngineK
                 Poll::Ready(())
             })
             .await;
+            // Fixed pauses on purpose: the chunk's file operations run on the blocking
+            // pool, and the race this reproduces is the pool finishing a seek after the
+            // chunk was dropped; nothing observable marks that point.
             tokio::time::sleep(Duration::from_micros(300)).await;
         }
         drop(repeated);
