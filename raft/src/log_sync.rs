@@ -5,9 +5,9 @@
 //! append only parks its encoded entries in [`PendingLog`] (where log readers see them
 //! at once) and queues its callback here. A single task repeatedly takes every queued
 //! callback and every parked entry, writes all those entries in one synced write (to
-//! the log files, or to the engine), and only then reports the callbacks flushed. While one sync runs, the next
-//! batch accumulates: concurrent proposals share syncs, and no entry is reported
-//! flushed before it is on stable storage.
+//! the log files, or to the engine), and only then reports the callbacks flushed. While
+//! one sync runs, the next batch accumulates: concurrent proposals share syncs, and no
+//! entry is reported flushed before it is on stable storage.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -23,7 +23,7 @@ use crate::log_file::FileLog;
 use crate::log_store::{blocking, Entries, LogCounters};
 use crate::TypeConfig;
 
-/// Entries appended but not yet written to the engine: index -> encoded entry.
+/// Entries appended but not yet written to the log: index -> encoded entry.
 pub(crate) type PendingLog = Arc<Mutex<BTreeMap<u64, Arc<[u8]>>>>;
 
 /// Something waiting for the next sync.
