@@ -44,17 +44,24 @@ pub struct GroupConfig {
     /// How long a membership change may take (adding a learner waits for it to catch up,
     /// which may include a large snapshot).
     pub membership_timeout: Duration,
-    /// Where the log is kept: its own files (the default) or the engine's raw keyspace.
+    /// Where the log is kept: the node's shared log (the default), the group's own files
+    /// or the engine's raw keyspace.
     pub log_storage: LogStorage,
 }
 
 /// Where a group keeps its Raft log. The vote, the purge marker and the state machine
-/// are always in the engine.
+/// are always in the engine. Changing it for an existing group moves the group's
+/// entries when the group next starts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum LogStorage {
-    /// Append-only segment files in `<group dir>/log/`, each append synced with
-    /// `fdatasync`: one small sequential write per sync, whatever the engine.
+    /// The node's one log shared by its groups, in `<data dir>/log/`: one `fdatasync`
+    /// makes the appends of every group durable, so a node with many busy groups syncs
+    /// no more often than a node with one. Needs the node's [`crate::SharedLog`]
+    /// ([`crate::RaftNode`] opens it).
     #[default]
+    Shared,
+    /// The group's own append-only segment files in `<group dir>/log/`, each append
+    /// synced with `fdatasync` (one sync per group per batch).
     Files,
     /// The engine's raw keyspace: exactly as durable as the engine. Use it with an
     /// engine that keeps nothing across restarts (the in-memory engine), so that the log
@@ -79,7 +86,7 @@ impl Default for GroupConfig {
             propose_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(5),
             membership_timeout: Duration::from_secs(600),
-            log_storage: LogStorage::Files,
+            log_storage: LogStorage::Shared,
         }
     }
 }

@@ -21,6 +21,7 @@ use crate::log_store::{LogCounters, LogStore};
 use crate::network::{decode, encode, NetworkFactory, RemoteFailure};
 use crate::propose::{BatchLimits, ProposalBatcher, ProposeFailure};
 use crate::read::ReadBatcher;
+use crate::shared_log::SharedLog;
 use crate::snapshot::SnapshotStore;
 use crate::state_machine::StateMachine;
 use crate::transport::{RpcKind, Transport};
@@ -126,16 +127,19 @@ fn role_of(state: ServerState) -> Role {
 }
 
 impl<E: MvccEngine, A: Applier<E>> Group<E, A> {
-    /// Starts group `id` on node `node` over `engine`, keeping its log files (with
-    /// [`crate::LogStorage::Files`]) in `<dir>/log` and snapshot files in
+    /// Starts group `id` on node `node` over `engine`, keeping its log in the node's
+    /// `shared_log` (with [`crate::LogStorage::Shared`], which needs it) or its own files
+    /// in `<dir>/log` (with [`crate::LogStorage::Files`]), and snapshot files in
     /// `<dir>/snapshots`. The group rejoins its cluster from its persisted state; a new
     /// group waits for [`Group::initialize`] (on one node) or to be added by a leader.
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         node: NodeId,
         id: GroupId,
         engine: Arc<E>,
         applier: Arc<A>,
         dir: &Path,
+        shared_log: Option<Arc<SharedLog>>,
         transport: Arc<dyn Transport>,
         config: GroupConfig,
     ) -> Result<Self> {
@@ -148,6 +152,7 @@ impl<E: MvccEngine, A: Applier<E>> Group<E, A> {
             Arc::clone(&counters),
             config.log_storage,
             &dir.join("log"),
+            shared_log,
         )
         .await?;
         // The last entry this replica holds as it starts: see `ReadBatcher::new`.

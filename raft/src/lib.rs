@@ -9,8 +9,8 @@
 //!   [`Applier`]'s response, [`Group::read_barrier`] for linearizable reads (ReadIndex,
 //!   shared by concurrent readers), membership changes, [`Group::status`], shutdown.
 //! * [`RaftNode`]: the groups of a node, each with its own engine in
-//!   `<data-dir>/group-<id>/`, sharing one [`Transport`]; it routes incoming RPCs by
-//!   group id.
+//!   `<data-dir>/group-<id>/`, sharing one [`Transport`] and one [`SharedLog`] in
+//!   `<data-dir>/log/`; it routes incoming RPCs by group id.
 //! * [`Applier`]: the deterministic command logic: [`TxnApplier`] adapts `txn`'s state
 //!   machine (the tests also use a small key-value applier);
 //!   [`RaftCeilingStore`] keeps the timestamp oracle's ceiling in the default group.
@@ -19,11 +19,12 @@
 //!
 //! ## Storage
 //!
-//! The log entries live in append-only segment files of their own
-//! ([`LogStorage::Files`], synced with `fdatasync`), or in the engine's raw keyspace
-//! ([`LogStorage::Engine`], for engines that keep nothing across restarts); the vote
-//! and the rest of the Raft state are in the raw keyspace (layouts in
-//! `docs/replication.md`). Appends and votes are durable before openraft is told they
+//! The log entries live in the node's one append-only log shared by its groups
+//! ([`LogStorage::Shared`], [`SharedLog`]: one `fdatasync` covers every group's
+//! appends), in segment files of the group's own ([`LogStorage::Files`]), or in the
+//! engine's raw keyspace ([`LogStorage::Engine`], for engines that keep nothing across
+//! restarts); the vote and the rest of the Raft state are in the raw keyspace (layouts
+//! in `docs/replication.md`). Appends and votes are durable before openraft is told they
 //! are flushed; concurrent appends share one sync. The state machine writes each entry's effects
 //! and the applied log id (and membership) in one atomic engine write, buffered.
 //! Snapshots are the engine's portable snapshot stream, kept in a file, sent in chunks
@@ -44,6 +45,7 @@ mod node;
 mod propose;
 mod read;
 mod runtime;
+mod shared_log;
 mod snapshot;
 mod snapshot_file;
 mod state_machine;
@@ -62,6 +64,7 @@ pub use log_store::LogStore;
 pub use network::SnapshotTransfer;
 pub use node::RaftNode;
 pub use runtime::{rpc_wait_floor, Runtime};
+pub use shared_log::SharedLog;
 pub use snapshot::SnapshotBuilder;
 pub use snapshot_file::SnapshotFile;
 pub use state_machine::StateMachine;

@@ -533,6 +533,44 @@ impl FileLog {
     }
 }
 
+/// A log kept in files: one group's own ([`FileLog`]) or its part of the node's shared
+/// log ([`crate::shared_log::GroupLog`]). Entries are `(index, encoded entry)`.
+pub(crate) trait LogFiles: Send + Sync + std::fmt::Debug {
+    /// The first and last index held, if any.
+    fn bounds(&self) -> Option<(u64, u64)>;
+    /// Appends consecutive entries and returns once they are durable.
+    fn append(&self, entries: &[(u64, Arc<[u8]>)]) -> io::Result<()>;
+    /// The payloads of the consecutive entries from `start` (or the first held, if
+    /// `start` was purged) up to `end` (exclusive), at most `limit`.
+    fn read(&self, start: u64, end: u64, limit: usize) -> io::Result<Vec<Vec<u8>>>;
+    /// Removes the entries from `from` on, durably.
+    fn truncate(&self, from: u64) -> io::Result<()>;
+    /// Forgets the entries up to `upto` (the caller made the purge marker durable).
+    fn purge(&self, upto: u64) -> io::Result<()>;
+}
+
+impl LogFiles for FileLog {
+    fn bounds(&self) -> Option<(u64, u64)> {
+        FileLog::bounds(self)
+    }
+
+    fn append(&self, entries: &[(u64, Arc<[u8]>)]) -> io::Result<()> {
+        FileLog::append(self, entries)
+    }
+
+    fn read(&self, start: u64, end: u64, limit: usize) -> io::Result<Vec<Vec<u8>>> {
+        FileLog::read(self, start, end, limit)
+    }
+
+    fn truncate(&self, from: u64) -> io::Result<()> {
+        FileLog::truncate(self, from)
+    }
+
+    fn purge(&self, upto: u64) -> io::Result<()> {
+        FileLog::purge(self, upto)
+    }
+}
+
 /// Reads the records of `run` (adjacent in one segment) with one read and checks them.
 fn read_run(index: &Index, run: &[(u64, Position)], out: &mut Vec<Vec<u8>>) -> io::Result<()> {
     let (Some((_, first)), Some((_, last))) = (run.first(), run.last()) else {

@@ -1,15 +1,14 @@
-//! The Raft log store over any engine: the entries in their own files
-//! ([`crate::log_file`], the default) or in the engine's raw keyspace
-//! ([`LogStorage::Engine`]); the vote, the committed id and the purge marker always in
-//! the raw keyspace.
+//! The Raft log store over any engine: the entries in the node's shared log
+//! ([`crate::shared_log`], the default), the group's own files ([`crate::log_file`]) or
+//! the engine's raw keyspace ([`LogStorage::Engine`]); the vote and the purge marker
+//! always in the raw keyspace.
 //!
 //! Durability: an append parks its entries and is reported flushed to openraft only
 //! after a later synced write of them (the group commit of [`crate::log_sync`]: one
 //! sync covers every append queued while the previous sync ran). A vote is written
 //! synced before `save_vote` returns. A truncation first waits for queued appends to be
-//! durable, then is synced. The committed id is buffered (losing it in a crash only
-//! means re-doing work); a purge is buffered in the raw keyspace, and synced before any
-//! log file is removed.
+//! durable, then is synced. The committed id is not stored (see `save_committed`). A
+//! purge is buffered in the raw keyspace, and synced before any log file is removed.
 
 // openraft's storage traits fix the error type (`StorageError`, a large enum); the
 // helpers here return it unchanged rather than boxing and unboxing it.
@@ -27,8 +26,9 @@ use openraft::{ErrorSubject, ErrorVerb, LogState, RaftLogId, RaftLogReader};
 use serde::de::DeserializeOwned;
 
 use crate::layout::{decode, encode, Layout, Slot};
-use crate::log_file::FileLog;
+use crate::log_file::{FileLog, LogFiles};
 use crate::log_sync::{LogSyncer, PendingLog};
+use crate::shared_log::SharedLog;
 use crate::{Entry, GroupId, LogId, LogStorage, StorageError, TypeConfig, Vote};
 
 /// Most entries read in one scan when openraft asks for an unbounded range.
@@ -50,8 +50,8 @@ pub(crate) struct LogCounters {
 pub(crate) enum Entries {
     /// The engine's raw keyspace, under the group's log keys.
     Engine,
-    /// Segment files.
-    Files(Arc<FileLog>),
+    /// Segment files: the group's own, or the node's shared log.
+    Files(Arc<dyn LogFiles>),
 }
 
 /// The log store of one group over engine `E`.
@@ -106,27 +106,28 @@ where
 }
 
 impl<E: MvccEngine> LogStore<E> {
-    /// Opens the log store of `group`, keeping the entries as `storage` says (files in
-    /// `log_dir`), and starts its group-commit task (call inside a Tokio runtime).
+    /// Opens the log store of `group`, keeping the entries as `storage` says: the
+    /// group's own files in `log_dir`, the node's `shared` log, or the engine.
     ///
-    /// With [`LogStorage::Files`], entries an older version left in the engine's raw
-    /// keyspace are moved into the files first (synced, then deleted from the engine).
+    /// Entries the group kept elsewhere before (an older version's log in the engine's
+    /// raw keyspace, its own files in `log_dir`, or its part of the `shared` log after a
+    /// change of `storage`) are moved in first: written and synced where they now
+    /// belong, then removed from where they were.
     pub(crate) async fn open(
         engine: Arc<E>,
         group: GroupId,
         counters: Arc<LogCounters>,
         storage: LogStorage,
         log_dir: &Path,
+        shared: Option<Arc<SharedLog>>,
     ) -> Result<Self, EngineError> {
         let layout = Layout::new(group);
-        let entries = match storage {
-            LogStorage::Engine => Entries::Engine,
-            LogStorage::Files => {
-                let engine = Arc::clone(&engine);
-                let layout = layout.clone();
-                let dir = log_dir.to_path_buf();
-                Entries::Files(blocking(move || open_files(engine.as_ref(), &layout, &dir)).await?)
-            }
+        let entries = {
+            let engine = Arc::clone(&engine);
+            let layout = layout.clone();
+            let dir = log_dir.to_path_buf();
+            blocking(move || open_entries(engine.as_ref(), &layout, group, storage, &dir, shared))
+                .await?
         };
         let pending = PendingLog::default();
         let syncer = LogSyncer::start(
@@ -311,21 +312,20 @@ impl<E: MvccEngine> RaftLogStorage<TypeConfig> for LogStore<E> {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        let Some(committed) = committed else {
-            return Ok(());
-        };
-        self.counters
-            .committed_index
-            .fetch_max(committed.index, Ordering::Relaxed);
-        let value = encode(&committed)
-            .map_err(|e| storage_error(ErrorSubject::Store, ErrorVerb::Write, e))?;
-        let op = RawOp::put(self.layout.slot(Slot::Committed), value);
-        self.write(vec![op], Durability::Buffered)
-            .await
-            .map_err(|e| storage_error(ErrorSubject::Store, ErrorVerb::Write, e))
+        // Only counted, not stored: openraft uses a stored committed id to re-apply
+        // committed entries at start-up, and ours are re-applied from the log anyway
+        // (the apply state says what was applied; the leader says what is committed).
+        // Writing it cost an engine write and a blocking-pool round trip per commit.
+        if let Some(committed) = committed {
+            self.counters
+                .committed_index
+                .fetch_max(committed.index, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        // Written by versions before 2026-11-30 only; never ahead of what is committed.
         let committed: Option<LogId> = self.read_slot(Slot::Committed)?;
         if let Some(id) = committed {
             self.counters
@@ -416,52 +416,214 @@ impl<E: MvccEngine> RaftLogStorage<TypeConfig> for LogStore<E> {
     }
 }
 
-/// Opens the log files in `dir` (dropping what the purge marker covers) and moves into
-/// them any entries an older version kept in the engine's raw keyspace.
-fn open_files<E: MvccEngine>(
+fn read_purged<E: MvccEngine>(engine: &E, layout: &Layout) -> Result<Option<u64>, EngineError> {
+    match engine.raw_get(&layout.slot(Slot::Purged))? {
+        None => Ok(None),
+        Some(bytes) => decode::<LogId>(&bytes)
+            .map(|p| Some(p.index))
+            .map_err(|e| EngineError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))),
+    }
+}
+
+fn entry_index<E: MvccEngine>(bytes: &[u8]) -> Result<u64, EngineError> {
+    LogStore::<E>::decode_entry(bytes)
+        .map(|entry| entry.get_log_id().index)
+        .map_err(|e| EngineError::Io(std::io::Error::other(e.to_string())))
+}
+
+/// An encoded entry and its index.
+type Indexed = (u64, Arc<[u8]>);
+
+/// Where a group's entries may be kept (see [`LogStorage`]).
+enum Place {
+    Engine,
+    Own(Arc<dyn LogFiles>),
+    Shared(Arc<dyn LogFiles>),
+}
+
+impl Place {
+    /// Entries from `from` on, at most [`READ_BATCH`].
+    fn read<E: MvccEngine>(
+        &self,
+        engine: &E,
+        layout: &Layout,
+        from: u64,
+    ) -> Result<Vec<Indexed>, EngineError> {
+        let raw = match self {
+            Place::Engine => engine
+                .raw_scan(&layout.log_range(from, None), READ_BATCH)?
+                .into_iter()
+                .map(|pair| pair.value)
+                .collect(),
+            Place::Own(files) | Place::Shared(files) => {
+                files.read(from, u64::MAX, READ_BATCH).map_err(io_error)?
+            }
+        };
+        raw.into_iter()
+            .map(|bytes| Ok((entry_index::<E>(&bytes)?, Arc::<[u8]>::from(bytes))))
+            .collect()
+    }
+
+    fn is_empty<E: MvccEngine>(&self, engine: &E, layout: &Layout) -> Result<bool, EngineError> {
+        Ok(match self {
+            Place::Engine => engine.raw_scan(&layout.log_range(0, None), 1)?.is_empty(),
+            Place::Own(files) | Place::Shared(files) => files.bounds().is_none(),
+        })
+    }
+
+    /// Appends `batch` durably; the first batch of a move replaces what is there.
+    fn write<E: MvccEngine>(
+        &self,
+        engine: &E,
+        layout: &Layout,
+        batch: Vec<Indexed>,
+        first: bool,
+    ) -> Result<(), EngineError> {
+        match self {
+            Place::Engine => {
+                let mut ops = Vec::with_capacity(batch.len() + 1);
+                if first {
+                    ops.push(RawOp::DeleteRange {
+                        range: layout.log_range(0, None),
+                    });
+                }
+                ops.extend(
+                    batch
+                        .iter()
+                        .map(|(index, bytes)| RawOp::put(layout.log_key(*index), bytes.to_vec())),
+                );
+                engine.raw_write(&ops, Durability::Sync)
+            }
+            Place::Own(files) | Place::Shared(files) => {
+                if first {
+                    files.truncate(0).map_err(io_error)?;
+                }
+                files.append(&batch).map_err(io_error)
+            }
+        }
+    }
+
+    /// Removes every entry, durably and at once (a crash never leaves part of them).
+    fn clear<E: MvccEngine>(
+        &self,
+        engine: &E,
+        layout: &Layout,
+        dir: &Path,
+    ) -> Result<(), EngineError> {
+        match self {
+            Place::Engine => engine.raw_write(
+                &[RawOp::DeleteRange {
+                    range: layout.log_range(0, None),
+                }],
+                Durability::Sync,
+            ),
+            // Renamed away first: removing the files one by one could leave part of them.
+            Place::Own(_) => {
+                let moved = moved_dir(dir);
+                std::fs::rename(dir, &moved).map_err(io_error)?;
+                if let Some(parent) = dir.parent() {
+                    std::fs::File::open(parent)
+                        .and_then(|d| d.sync_all())
+                        .map_err(io_error)?;
+                }
+                std::fs::remove_dir_all(&moved).map_err(io_error)
+            }
+            Place::Shared(files) => files.truncate(0).map_err(io_error),
+        }
+    }
+}
+
+/// Where a group's own log files go once their entries were moved elsewhere.
+fn moved_dir(dir: &Path) -> std::path::PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".moved");
+    dir.with_file_name(name)
+}
+
+/// Opens the group's entries where `storage` keeps them, after moving in the entries
+/// kept in another place (the group's own files, the shared log or the engine, looked
+/// at in that order; a move interrupted by a crash is simply redone, since the source is
+/// only cleared, at once, after the target is durable).
+fn open_entries<E: MvccEngine>(
     engine: &E,
     layout: &Layout,
+    group: GroupId,
+    storage: LogStorage,
     dir: &Path,
-) -> Result<Arc<FileLog>, EngineError> {
-    let purged: Option<LogId> = match engine.raw_get(&layout.slot(Slot::Purged))? {
-        None => None,
-        Some(bytes) => Some(decode(&bytes).map_err(|e| {
-            EngineError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
-        })?),
+    shared: Option<Arc<SharedLog>>,
+) -> Result<Entries, EngineError> {
+    let purged = read_purged(engine, layout)?;
+    let moved = moved_dir(dir);
+    if moved.is_dir() {
+        std::fs::remove_dir_all(&moved).map_err(io_error)?;
+    }
+    let own = if storage == LogStorage::Files || dir.is_dir() {
+        Some(Place::Own(Arc::new(
+            FileLog::open(dir, purged).map_err(io_error)?,
+        )))
+    } else {
+        None
     };
-    let files = FileLog::open(dir, purged.map(|p| p.index)).map_err(io_error)?;
-    let in_engine = layout.log_range(0, None);
-    let mut moved = 0u64;
-    loop {
-        let from = files.bounds().map_or(0, |(_, last)| last + 1);
-        let pairs = engine.raw_scan(&layout.log_range(from, None), READ_BATCH)?;
-        if pairs.is_empty() {
+    let shared = match shared {
+        Some(shared) => Some(Place::Shared(Arc::new(
+            shared.attach(group, purged).map_err(io_error)?,
+        ))),
+        None if storage == LogStorage::Shared => {
+            return Err(EngineError::Io(std::io::Error::other(format!(
+                "group {group} keeps its log in the node's shared log, but none was given"
+            ))))
+        }
+        None => None,
+    };
+    let (target, others): (Place, Vec<Place>) = match storage {
+        LogStorage::Files => (
+            own.expect("opened for LogStorage::Files"),
+            shared.into_iter().chain([Place::Engine]).collect(),
+        ),
+        LogStorage::Shared => (
+            shared.expect("checked above"),
+            own.into_iter().chain([Place::Engine]).collect(),
+        ),
+        LogStorage::Engine => (Place::Engine, own.into_iter().chain(shared).collect()),
+    };
+    let mut source = None;
+    for place in &others {
+        if !place.is_empty(engine, layout)? {
+            source = Some(place);
             break;
         }
-        let mut batch = Vec::with_capacity(pairs.len());
-        for pair in pairs {
-            let index = LogStore::<E>::decode_entry(&pair.value)
-                .map_err(|e| EngineError::Io(std::io::Error::other(e.to_string())))?
-                .get_log_id()
-                .index;
-            batch.push((index, Arc::<[u8]>::from(pair.value)));
+    }
+    if let Some(source) = source {
+        let mut from = purged.map_or(0, |p| p + 1);
+        let mut moved = 0u64;
+        loop {
+            let batch = source.read(engine, layout, from)?;
+            let Some(&(last, _)) = batch.last() else {
+                break;
+            };
+            let first = moved == 0;
+            moved += batch.len() as u64;
+            target.write(engine, layout, batch, first)?;
+            from = last + 1;
         }
-        moved += batch.len() as u64;
-        files.append(&batch).map_err(io_error)?;
+        tracing::info!(group, entries = moved, to = ?storage, "moved the raft log to where it is kept now");
     }
-    if !engine.raw_scan(&in_engine, 1)?.is_empty() {
-        engine.raw_write(&[RawOp::DeleteRange { range: in_engine }], Durability::Sync)?;
-        tracing::info!(
-            entries = moved,
-            dir = %dir.display(),
-            "moved the raft log from the engine into its own files"
-        );
+    for place in &others {
+        if !place.is_empty(engine, layout)? {
+            place.clear(engine, layout, dir)?;
+        } else if matches!(place, Place::Own(_)) {
+            std::fs::remove_dir_all(dir).map_err(io_error)?;
+        }
     }
-    Ok(Arc::new(files))
+    Ok(match target {
+        Place::Engine => Entries::Engine,
+        Place::Own(files) | Place::Shared(files) => Entries::Files(files),
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use crate::shared_log::SharedLog;
     use elastickv_engine_api::RawKeyspace;
     use elastickv_engine_redb::{open_redb, RedbOptions};
     use openraft::{CommittedLeaderId, EntryPayload};
@@ -498,6 +660,7 @@ mod tests {
                 Arc::new(LogCounters::default()),
                 LogStorage::Files,
                 &log_dir,
+                None,
             )
             .await
             .expect("open");
@@ -515,5 +678,90 @@ mod tests {
             );
         }
         assert!(log_dir.join("00000000000000000005.seg").exists());
+    }
+
+    #[tokio::test]
+    async fn a_log_moves_when_its_storage_changes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine =
+            Arc::new(open_redb(&dir.path().join("engine"), RedbOptions::default()).expect("open"));
+        let layout = Layout::new(4);
+        let own_dir = dir.path().join("log");
+        let shared_dir = dir.path().join("shared");
+        let open = |storage: LogStorage| {
+            let engine = Arc::clone(&engine);
+            let own_dir = own_dir.clone();
+            let shared = SharedLog::open(&shared_dir).expect("shared log");
+            async move {
+                LogStore::open(
+                    engine,
+                    4,
+                    Arc::new(LogCounters::default()),
+                    storage,
+                    &own_dir,
+                    Some(shared),
+                )
+                .await
+                .expect("open")
+            }
+        };
+        // As an older version left it: entries 4..=9 in the raw keyspace, purged to 3.
+        let mut ops = vec![RawOp::put(
+            layout.slot(Slot::Purged),
+            encode(&entry(3).log_id).expect("encode"),
+        )];
+        ops.extend(
+            (4..=9).map(|i| RawOp::put(layout.log_key(i), encode(&entry(i)).expect("encode"))),
+        );
+        engine.raw_write(&ops, Durability::Sync).expect("write");
+        let mut log = open(LogStorage::Engine).await;
+        let order = [
+            LogStorage::Files,
+            LogStorage::Shared,
+            LogStorage::Engine,
+            LogStorage::Shared,
+            LogStorage::Files,
+            LogStorage::Files,
+        ];
+        for (step, storage) in order.into_iter().enumerate() {
+            drop(log);
+            log = open(storage).await;
+            let state = log.get_log_state().await.expect("state");
+            assert_eq!(
+                state.last_purged_log_id,
+                Some(entry(3).log_id),
+                "step {step}"
+            );
+            assert_eq!(
+                state.last_log_id,
+                Some(entry(9).log_id),
+                "step {step}: {storage:?}"
+            );
+            let read = log.try_get_log_entries(0..20).await.expect("read");
+            assert_eq!(
+                read,
+                (4..=9).map(entry).collect::<Vec<_>>(),
+                "step {step}: {storage:?}"
+            );
+            let in_engine = !engine
+                .raw_scan(&layout.log_range(0, None), 1)
+                .expect("scan")
+                .is_empty();
+            assert_eq!(in_engine, storage == LogStorage::Engine, "step {step}");
+            assert_eq!(
+                own_dir.is_dir(),
+                storage == LogStorage::Files,
+                "step {step}"
+            );
+            let shared = SharedLog::open(&shared_dir)
+                .expect("shared log")
+                .attach(4, Some(3))
+                .expect("attach");
+            assert_eq!(
+                shared.bounds().is_some(),
+                storage == LogStorage::Shared,
+                "step {step}"
+            );
+        }
     }
 }

@@ -3,11 +3,15 @@
 //! openraft 0.9 calls `append` once per client write and calls it again as soon as the
 //! previous call returned, learning about durability later through a callback. So an
 //! append only parks its encoded entries in [`PendingLog`] (where log readers see them
-//! at once) and queues its callback here. A single task repeatedly takes every queued
-//! callback and every parked entry, writes all those entries in one synced write (to
-//! the log files, or to the engine), and only then reports the callbacks flushed. While
-//! one sync runs, the next batch accumulates: concurrent proposals share syncs, and no
-//! entry is reported flushed before it is on stable storage.
+//! at once) and queues its callback here. The group's sync thread repeatedly takes
+//! every queued callback and every parked entry, writes all those entries in one synced
+//! write (to the log files, or to the engine), and only then reports the callbacks
+//! flushed. While one sync runs, the next batch accumulates: concurrent proposals share
+//! syncs, and no entry is reported flushed before it is on stable storage.
+//!
+//! A thread of its own rather than a Tokio task handing each write to the blocking
+//! pool: the write blocks anyway, and each hand-off to the pool and back cost two
+//! thread wake-ups per sync (see `docs/benchmarks.md`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -16,11 +20,12 @@ use std::sync::{Arc, Weak};
 use elastickv_engine_api::{Durability, EngineError, MvccEngine, RawOp};
 use openraft::storage::LogFlushed;
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::mpsc;
+use tokio::sync::oneshot;
 
 use crate::layout::Layout;
-use crate::log_file::FileLog;
-use crate::log_store::{blocking, Entries, LogCounters};
+use crate::log_file::LogFiles;
+use crate::log_store::{Entries, LogCounters};
 use crate::TypeConfig;
 
 /// Entries appended but not yet written to the log: index -> encoded entry.
@@ -37,7 +42,7 @@ enum SyncWaiter {
 /// The handle appends use to queue their callbacks.
 #[derive(Clone)]
 pub(crate) struct LogSyncer {
-    tx: mpsc::UnboundedSender<SyncWaiter>,
+    tx: mpsc::Sender<SyncWaiter>,
 }
 
 impl std::fmt::Debug for LogSyncer {
@@ -47,9 +52,9 @@ impl std::fmt::Debug for LogSyncer {
 }
 
 impl LogSyncer {
-    /// Starts the sync task of one group's log (inside a Tokio runtime). The task holds
-    /// the engine weakly, so it never keeps a closed group's engine open; it ends when
-    /// every handle is dropped.
+    /// Starts the sync thread of one group's log. The thread holds the engine weakly, so
+    /// it never keeps a closed group's engine open; it ends when every handle is
+    /// dropped.
     pub(crate) fn start<E: MvccEngine>(
         engine: &Arc<E>,
         layout: &Layout,
@@ -57,7 +62,7 @@ impl LogSyncer {
         pending: PendingLog,
         counters: Arc<LogCounters>,
     ) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel();
         let task = SyncTask {
             engine: Arc::downgrade(engine),
             files: match entries {
@@ -68,13 +73,20 @@ impl LogSyncer {
             pending,
             counters,
         };
-        tokio::spawn(task.run(rx));
+        let spawned = std::thread::Builder::new()
+            .name("ekv-log-sync".to_string())
+            .stack_size(256 * 1024)
+            .spawn(move || task.run(rx));
+        if let Err(e) = spawned {
+            // Without its thread every append fails (its callback reports the error).
+            tracing::error!(error = %e, "could not start a log sync thread");
+        }
         LogSyncer { tx }
     }
 
     /// Reports `callback` once every entry parked before this call is durable.
     pub(crate) fn flushed_later(&self, callback: LogFlushed<TypeConfig>) {
-        if let Err(mpsc::error::SendError(SyncWaiter::Append(callback))) =
+        if let Err(mpsc::SendError(SyncWaiter::Append(callback))) =
             self.tx.send(SyncWaiter::Append(callback))
         {
             callback.log_io_completed(Err(std::io::Error::other("log sync task stopped")));
@@ -94,15 +106,15 @@ impl LogSyncer {
 struct SyncTask<E> {
     engine: Weak<E>,
     /// The log files, when the entries are kept there.
-    files: Option<Weak<FileLog>>,
+    files: Option<Weak<dyn LogFiles>>,
     layout: Layout,
     pending: PendingLog,
     counters: Arc<LogCounters>,
 }
 
 impl<E: MvccEngine> SyncTask<E> {
-    async fn run(self, mut rx: mpsc::UnboundedReceiver<SyncWaiter>) {
-        while let Some(first) = rx.recv().await {
+    fn run(self, rx: mpsc::Receiver<SyncWaiter>) {
+        while let Ok(first) = rx.recv() {
             let mut waiters = vec![first];
             while let Ok(more) = rx.try_recv() {
                 waiters.push(more);
@@ -118,7 +130,7 @@ impl<E: MvccEngine> SyncTask<E> {
             let result = if batch.is_empty() {
                 Ok(())
             } else {
-                self.write(batch.clone()).await
+                self.write(&batch)
             };
             if result.is_ok() {
                 let mut pending = self.pending.lock();
@@ -142,7 +154,7 @@ impl<E: MvccEngine> SyncTask<E> {
         }
     }
 
-    async fn write(&self, batch: Vec<(u64, Arc<[u8]>)>) -> Result<(), String> {
+    fn write(&self, batch: &[(u64, Arc<[u8]>)]) -> Result<(), String> {
         // Held (also with the log in files) until the write is done: stopping a group
         // waits for its engine to be released, so no write of a stopped group can
         // overlap the reopened group's.
@@ -154,18 +166,14 @@ impl<E: MvccEngine> SyncTask<E> {
                 let Some(files) = files.upgrade() else {
                     return Err("log closed".to_string());
                 };
-                blocking(move || {
-                    let _engine = engine;
-                    files.append(&batch).map_err(EngineError::Io)
-                })
-                .await
+                files.append(batch).map_err(EngineError::Io)
             }
             None => {
                 let ops: Vec<RawOp> = batch
                     .iter()
                     .map(|(index, bytes)| RawOp::put(self.layout.log_key(*index), bytes.to_vec()))
                     .collect();
-                blocking(move || engine.raw_write(&ops, Durability::Sync)).await
+                engine.raw_write(&ops, Durability::Sync)
             }
         }
         .map_err(|e| e.to_string())?;

@@ -1,11 +1,13 @@
 //! [`RaftNode`]: the groups hosted by one node, their directories, and the routing of
 //! incoming Raft RPCs by group id.
 //!
-//! Each group has its own engine instance and directory:
+//! Each group has its own engine instance and directory; the groups' Raft logs share
+//! one log per node (the default, `LogStorage::Shared`):
 //!
 //! ```text
+//! <data-dir>/log/                    the node's shared Raft log (`LogStorage::Shared`)
 //! <data-dir>/group-<id>/engine/      the engine's files (whatever the backend keeps)
-//! <data-dir>/group-<id>/log/         the Raft log's segment files (`LogStorage::Files`)
+//! <data-dir>/group-<id>/log/         the group's own log files (`LogStorage::Files`)
 //! <data-dir>/group-<id>/snapshots/   the current snapshot file (and transfers in progress)
 //! ```
 //!
@@ -21,8 +23,9 @@ use elastickv_engine_api::{EngineError, MvccEngine};
 use parking_lot::RwLock;
 
 use crate::network::{encode, RemoteFailure};
+use crate::shared_log::SharedLog;
 use crate::transport::{RaftRequest, RaftService, Transport};
-use crate::{Applier, Group, GroupConfig, GroupId, NodeId, RaftError, Result};
+use crate::{Applier, Group, GroupConfig, GroupId, LogStorage, NodeId, RaftError, Result};
 
 /// The groups of one node over engine type `E` and applier `A`.
 pub struct RaftNode<E: MvccEngine, A: Applier<E>> {
@@ -30,6 +33,10 @@ pub struct RaftNode<E: MvccEngine, A: Applier<E>> {
     data_dir: PathBuf,
     transport: Arc<dyn Transport>,
     groups: RwLock<HashMap<GroupId, Hosted<E, A>>>,
+    /// The shared log, once a group needed it.
+    shared_log: RwLock<Option<Arc<SharedLog>>>,
+    /// Held while the shared log is being opened.
+    opening_shared_log: tokio::sync::Mutex<()>,
 }
 
 /// A group and whether this node opened (and so must close) its engine.
@@ -81,7 +88,34 @@ impl<E: MvccEngine, A: Applier<E>> RaftNode<E, A> {
             data_dir: data_dir.into(),
             transport,
             groups: RwLock::new(HashMap::new()),
+            shared_log: RwLock::new(None),
+            opening_shared_log: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The node's shared Raft log, if it is open (a group with
+    /// [`LogStorage::Shared`] opened it).
+    pub fn shared_log(&self) -> Option<Arc<SharedLog>> {
+        self.shared_log.read().clone()
+    }
+
+    /// The shared log for a group keeping its log as `storage`: opened on first use, and
+    /// also for another `storage` when it exists (the group may have entries to move
+    /// out of it).
+    async fn shared_log_for(&self, storage: LogStorage) -> Result<Option<Arc<SharedLog>>> {
+        let dir = self.data_dir.join("log");
+        let _opening = self.opening_shared_log.lock().await;
+        if let Some(log) = self.shared_log() {
+            return Ok(Some(log));
+        }
+        if storage != LogStorage::Shared && !dir.is_dir() {
+            return Ok(None);
+        }
+        let log = tokio::task::spawn_blocking(move || SharedLog::open(&dir))
+            .await
+            .map_err(|e| RaftError::Io(std::io::Error::other(e.to_string())))??;
+        *self.shared_log.write() = Some(Arc::clone(&log));
+        Ok(Some(log))
     }
 
     /// This node's id.
@@ -136,12 +170,14 @@ impl<E: MvccEngine, A: Applier<E>> RaftNode<E, A> {
         config: GroupConfig,
         owns_engine: bool,
     ) -> Result<Arc<Group<E, A>>> {
+        let shared_log = self.shared_log_for(config.log_storage).await?;
         let started = Group::start(
             self.id,
             group,
             engine,
             applier,
             &self.group_dir(group),
+            shared_log,
             Arc::clone(&self.transport),
             config,
         )

@@ -1,6 +1,6 @@
 //! openraft's own storage conformance suite (`openraft::testing::Suite`) run against
 //! this crate's log store and state machine, on the in-memory and the redb engine, with
-//! the log in the engine and in its own files.
+//! the log in the engine, in the group's own files and in the node's shared log.
 
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use tempfile::TempDir;
 use crate::applier::{Applied, Applier, ApplyEntry};
 use crate::layout::Layout;
 use crate::log_store::{storage_error, LogCounters, LogStore};
+use crate::shared_log::SharedLog;
 use crate::snapshot::SnapshotStore;
 use crate::state_machine::StateMachine;
 use crate::{LogStorage, StorageError, TypeConfig};
@@ -47,12 +48,19 @@ impl<E: MvccEngine> StoreBuilder<TypeConfig, LogStore<E>, StateMachine<E, Accept
         let dir = tempfile::tempdir().map_err(|e| failed(&e))?;
         let engine = Arc::new((self.open)(&dir.path().join("engine")).map_err(|e| failed(&e))?);
         let layout = Layout::new(3);
+        let shared = match self.log {
+            LogStorage::Shared => {
+                Some(SharedLog::open(&dir.path().join("shared")).map_err(|e| failed(&e))?)
+            }
+            _ => None,
+        };
         let log = LogStore::open(
             Arc::clone(&engine),
             3,
             Arc::new(LogCounters::default()),
             self.log,
             &dir.path().join("log"),
+            shared,
         )
         .await
         .map_err(|e| failed(&e))?;
@@ -110,6 +118,24 @@ fn openraft_storage_suite_passes_on_the_redb_engine_with_the_log_in_the_engine()
     Suite::test_all(Builder {
         open: open_small_redb,
         log: LogStorage::Engine,
+    })
+    .expect("storage suite");
+}
+
+#[test]
+fn openraft_storage_suite_passes_on_the_mem_engine_with_the_shared_log() {
+    Suite::test_all(Builder {
+        open: |_| Ok(MemEngine::new()),
+        log: LogStorage::Shared,
+    })
+    .expect("storage suite");
+}
+
+#[test]
+fn openraft_storage_suite_passes_on_the_redb_engine_with_the_shared_log() {
+    Suite::test_all(Builder {
+        open: open_small_redb,
+        log: LogStorage::Shared,
     })
     .expect("storage suite");
 }

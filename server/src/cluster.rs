@@ -410,6 +410,7 @@ impl<E: MvccEngine> Cluster<E> {
         NodeCounters {
             tso_requests: self.tso_requests.load(Ordering::Relaxed),
             tso_calls: self.tso_calls.load(Ordering::Relaxed),
+            shared_log_syncs: self.node.shared_log().map_or(0, |log| log.syncs()),
         }
     }
 

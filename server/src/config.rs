@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use elastickv_raft::{GroupConfig, NodeId};
+use elastickv_raft::{GroupConfig, LogStorage, NodeId};
 use serde::Deserialize;
 
 use crate::api::ApiLimits;
@@ -72,6 +72,12 @@ pub struct NodeOptions {
     /// How long old versions stay readable, in seconds (the GC retention).
     #[arg(long)]
     pub gc_retention_secs: Option<u64>,
+    /// Where the Raft log is kept: `shared` (one log per node shared by its groups, one
+    /// sync for all of them), `group` (each group's own files) or `engine` (the engine's
+    /// raw keyspace) [default: shared; always `engine` with `--engine mem`]. A change
+    /// moves each group's log when the node next starts.
+    #[arg(long, value_name = "shared|group|engine")]
+    pub raft_log: Option<String>,
 }
 
 macro_rules! merge_fields {
@@ -110,7 +116,8 @@ impl NodeOptions {
             max_key_bytes,
             max_value_bytes,
             max_scan_limit,
-            gc_retention_secs
+            gc_retention_secs,
+            raft_log
         )
     }
 
@@ -179,7 +186,27 @@ impl NodeOptions {
                 .unwrap_or(1000)
                 .max(heartbeat.as_millis() as u64 * 3),
         );
+        let log_storage = match self.raft_log.as_deref() {
+            None | Some("shared") => LogStorage::Shared,
+            Some("group") => LogStorage::Files,
+            Some("engine") => LogStorage::Engine,
+            Some(other) => {
+                return Err(format!(
+                    "--raft-log {other:?} is not one of shared, group, engine"
+                ))
+            }
+        };
+        if self.engine_name() == "mem"
+            && log_storage != LogStorage::Engine
+            && self.raft_log.is_some()
+        {
+            return Err(
+                "--engine mem keeps the Raft log in memory with the state (--raft-log engine)"
+                    .into(),
+            );
+        }
         let raft = GroupConfig {
+            log_storage,
             heartbeat_interval: heartbeat,
             election_timeout_min: election,
             election_timeout_max: election * 2,

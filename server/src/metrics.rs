@@ -71,6 +71,9 @@ pub struct NodeCounters {
     pub tso_requests: u64,
     /// Oracle calls those requests were coalesced into.
     pub tso_calls: u64,
+    /// Syncs of the node's shared Raft log (each covers every group's appends queued
+    /// meanwhile); 0 when the groups keep their logs elsewhere.
+    pub shared_log_syncs: u64,
 }
 
 impl Metrics {
@@ -167,7 +170,7 @@ impl Metrics {
             ),
             (
                 "elastickv_raft_log_syncs_total",
-                "Synced log writes.",
+                "Synced log writes that carried this group's appends (with the shared log, one sync may count for several groups).",
                 |g| g.log_syncs,
             ),
         ];
@@ -216,6 +219,11 @@ impl Metrics {
                 "elastickv_tso_calls_total",
                 "Calls to the timestamp oracle those requests were coalesced into.",
                 node.tso_calls,
+            ),
+            (
+                "elastickv_raft_shared_log_syncs_total",
+                "Syncs of the node's shared Raft log (each covers every group's appends).",
+                node.shared_log_syncs,
             ),
         ];
         let counters = counters
@@ -301,6 +309,7 @@ mod tests {
             &NodeCounters {
                 tso_requests: 10,
                 tso_calls: 3,
+                shared_log_syncs: 7,
             },
         );
         assert!(page.contains("elastickv_rpc_requests_total{method=\"/RawKV/RawPut\"} 2"));
@@ -317,5 +326,6 @@ mod tests {
         assert!(page.contains("elastickv_raft_is_leader{group=\"1\"} 1"));
         assert!(page.contains("elastickv_tso_requests_total 10\n"));
         assert!(page.contains("elastickv_tso_calls_total 3\n"));
+        assert!(page.contains("elastickv_raft_shared_log_syncs_total 7\n"));
     }
 }
