@@ -45,6 +45,7 @@ mod node;
 mod propose;
 mod read;
 mod runtime;
+mod segment;
 mod shared_log;
 mod snapshot;
 mod snapshot_file;

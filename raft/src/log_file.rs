@@ -26,13 +26,15 @@
 //! segment is corruption of acknowledged data and an error.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufReader, Read};
+use std::fs::File;
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
+
+use crate::segment::{self, invalid, segment_name, sync_dir, Scanned};
 
 /// Segment header: magic and format version.
 const MAGIC: &[u8; 8] = b"EKVLOG\0\x01";
@@ -43,31 +45,11 @@ pub(crate) const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// Largest payload accepted (a record longer than this is treated as garbage).
 const MAX_RECORD: u32 = 1 << 30;
 
-fn invalid(message: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, message)
-}
-
 fn record_crc(index: u64, payload: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&index.to_le_bytes());
     hasher.update(payload);
     hasher.finalize()
-}
-
-fn segment_name(start: u64) -> String {
-    format!("{start:020}.seg")
-}
-
-fn parse_segment_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(".seg")?;
-    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 /// Where an entry's record is.
@@ -122,73 +104,30 @@ pub(crate) struct FileLog {
     index: RwLock<Index>,
 }
 
-/// What scanning one segment found.
-struct Scanned {
-    records: Vec<(u64, Position)>,
-    /// Length of the valid prefix.
-    valid_len: u64,
-    /// Why the scan stopped before the end of the file, if it did.
-    damage: Option<String>,
-}
-
-fn scan_segment(path: &Path, start: u64) -> io::Result<Scanned> {
-    let file = File::open(path)?;
-    let file_len = file.metadata()?.len();
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut magic = [0u8; 8];
-    if file_len < MAGIC.len() as u64 {
-        return Ok(Scanned {
-            records: Vec::new(),
-            valid_len: 0,
-            damage: Some(format!("segment header cut short ({file_len} bytes)")),
-        });
-    }
-    reader.read_exact(&mut magic)?;
-    if &magic != MAGIC {
-        return Err(invalid(format!(
-            "{} is not an elastickv log segment (bad magic bytes)",
-            path.display()
-        )));
-    }
-    let mut records = Vec::new();
-    let mut offset = MAGIC.len() as u64;
-    let mut payload = Vec::new();
-    let damage = loop {
-        if offset == file_len {
-            break None;
-        }
-        if file_len - offset < RECORD_HEADER as u64 {
-            break Some(format!("record header cut short at offset {offset}"));
-        }
-        let mut header = [0u8; RECORD_HEADER];
-        reader.read_exact(&mut header)?;
-        let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
-        let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-        let index = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
-        let end = offset + RECORD_HEADER as u64 + u64::from(len);
-        if len > MAX_RECORD || end > file_len {
-            break Some(format!("record at offset {offset} cut short"));
-        }
-        payload.resize(len as usize, 0);
-        reader.read_exact(&mut payload)?;
-        if record_crc(index, &payload) != crc {
-            break Some(format!("record at offset {offset} fails its checksum"));
-        }
-        records.push((
-            index,
-            Position {
-                segment: start,
-                offset,
-                len,
-            },
-        ));
-        offset = end;
-    };
-    Ok(Scanned {
-        records,
-        valid_len: offset,
-        damage,
-    })
+/// Scans one segment: `(index, position)` of each whole record.
+fn scan_segment(path: &Path, start: u64) -> io::Result<Scanned<(u64, Position)>> {
+    segment::scan(
+        path,
+        MAGIC,
+        RECORD_HEADER,
+        MAX_RECORD,
+        |header, payload, offset| {
+            let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+            let index = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
+            if record_crc(index, payload) != crc {
+                return Err("fails its checksum".to_string());
+            }
+            let len = u32::try_from(payload.len()).expect("at most MAX_RECORD");
+            Ok((
+                index,
+                Position {
+                    segment: start,
+                    offset,
+                    len,
+                },
+            ))
+        },
+    )
 }
 
 impl FileLog {
@@ -203,44 +142,18 @@ impl FileLog {
         purged: Option<u64>,
         segment_bytes: u64,
     ) -> io::Result<FileLog> {
-        std::fs::create_dir_all(dir)?;
-        let mut starts = Vec::new();
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            if let Some(start) = entry.file_name().to_str().and_then(parse_segment_name) {
-                starts.push(start);
-            }
-        }
-        starts.sort_unstable();
+        let starts = segment::list_segments(dir)?;
         let mut index = Index::default();
         let mut dead: Vec<PathBuf> = Vec::new();
         for (i, &start) in starts.iter().enumerate() {
             let path = dir.join(segment_name(start));
-            let is_last = i + 1 == starts.len();
             let scanned = scan_segment(&path, start)?;
-            if let Some(damage) = &scanned.damage {
-                if !is_last {
-                    return Err(invalid(format!(
-                        "log segment {} is damaged ({damage}) and later segments exist",
-                        path.display()
-                    )));
-                }
-                if scanned.valid_len == 0 {
-                    tracing::warn!(segment = %path.display(), %damage, "removing a log segment a crash left unfinished");
-                    std::fs::remove_file(&path)?;
-                    sync_dir(dir)?;
-                    continue;
-                }
-                tracing::warn!(
-                    segment = %path.display(),
-                    %damage,
-                    kept_bytes = scanned.valid_len,
-                    "cutting the log back to its last whole record (a write a crash interrupted)"
-                );
-                let file = OpenOptions::new().write(true).open(&path)?;
-                file.set_len(scanned.valid_len)?;
-                file.sync_all()?;
-            }
+            let is_last = i + 1 == starts.len();
+            let damage = scanned.damage.as_deref();
+            let Some(file) = segment::open_scanned(dir, &path, scanned.valid_len, damage, is_last)?
+            else {
+                continue;
+            };
             let mut last = None;
             for (entry_index, position) in scanned.records {
                 match index.last() {
@@ -268,7 +181,6 @@ impl FileLog {
                 index.positions.push_back(position);
                 last = Some(entry_index);
             }
-            let file = OpenOptions::new().read(true).write(true).open(&path)?;
             index.segments.insert(
                 start,
                 Segment {
@@ -404,16 +316,7 @@ impl FileLog {
 
     /// Creates segment `start` with its header and makes its name durable.
     fn new_segment(&self, start: u64) -> io::Result<(u64, u64, Arc<File>)> {
-        let path = self.dir.join(segment_name(start));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)?;
-        file.write_all_at(MAGIC, 0)?;
-        file.sync_all()?;
-        sync_dir(&self.dir)?;
+        let (path, file) = segment::create(&self.dir, start, MAGIC)?;
         let file = Arc::new(file);
         self.index.write().segments.insert(
             start,
@@ -573,34 +476,34 @@ impl LogFiles for FileLog {
 
 /// Reads the records of `run` (adjacent in one segment) with one read and checks them.
 fn read_run(index: &Index, run: &[(u64, Position)], out: &mut Vec<Vec<u8>>) -> io::Result<()> {
-    let (Some((_, first)), Some((_, last))) = (run.first(), run.last()) else {
+    let Some((_, first)) = run.first() else {
         return Ok(());
     };
     let segment = &index.segments[&first.segment];
-    let end = last.offset + RECORD_HEADER as u64 + u64::from(last.len);
-    let mut buf = vec![0u8; usize::try_from(end - first.offset).expect("fits in memory")];
-    segment.file.read_exact_at(&mut buf, first.offset)?;
-    let mut at = 0usize;
-    for (entry_index, position) in run {
-        let header = &buf[at..at + RECORD_HEADER];
-        let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-        let stored_index = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
-        let payload = &buf[at + RECORD_HEADER..at + RECORD_HEADER + position.len as usize];
-        if stored_index != *entry_index || record_crc(stored_index, payload) != crc {
-            return Err(invalid(format!(
-                "log entry {entry_index} in {} at offset {} is damaged",
-                segment.path.display(),
-                position.offset
-            )));
-        }
-        out.push(payload.to_vec());
-        at += RECORD_HEADER + position.len as usize;
-    }
-    Ok(())
+    let records: Vec<(u64, u32)> = run.iter().map(|(_, p)| (p.offset, p.len)).collect();
+    segment::read_adjacent(
+        &segment.file,
+        &segment.path,
+        RECORD_HEADER,
+        &records,
+        |i, header, payload| {
+            let wanted = run[i].0;
+            let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+            let stored = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
+            if stored == wanted && record_crc(stored, payload) == crc {
+                Ok(())
+            } else {
+                Err(format!("log entry {wanted}"))
+            }
+        },
+        out,
+    )
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs::OpenOptions;
+
     use super::*;
 
     fn payload(index: u64) -> Arc<[u8]> {
@@ -620,12 +523,7 @@ mod tests {
     }
 
     fn segments(dir: &Path) -> Vec<u64> {
-        let mut starts: Vec<u64> = std::fs::read_dir(dir)
-            .expect("list")
-            .filter_map(|e| parse_segment_name(e.ok()?.file_name().to_str()?))
-            .collect();
-        starts.sort_unstable();
-        starts
+        segment::list_segments(dir).expect("list")
     }
 
     /// Small segments, so that a few batches span several files.

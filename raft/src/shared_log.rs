@@ -44,8 +44,8 @@
 //! segment is damage to acknowledged data and an error.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufReader, Read};
+use std::fs::File;
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,6 +54,7 @@ use std::sync::Arc;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::log_file::LogFiles;
+use crate::segment::{self, invalid, segment_name, sync_dir, Scanned};
 use crate::GroupId;
 
 /// Segment header: magic and format version (2: the shared log).
@@ -68,10 +69,6 @@ const MAX_RECORD: u32 = 1 << 30;
 const APPEND: u8 = 1;
 const COPY: u8 = 2;
 const TRUNCATE: u8 = 3;
-
-fn invalid(message: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, message)
-}
 
 fn record_crc(kind: u8, group: GroupId, index: u64, payload: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
@@ -106,22 +103,6 @@ fn encode_record(
     buf.extend_from_slice(&index.to_le_bytes());
     buf.extend_from_slice(payload);
     Ok(len)
-}
-
-fn segment_name(seq: u64) -> String {
-    format!("{seq:020}.seg")
-}
-
-fn parse_segment_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(".seg")?;
-    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 /// Where an entry's record is.
@@ -315,73 +296,33 @@ impl std::fmt::Debug for QueueState {
     }
 }
 
-/// What scanning one segment found.
-struct Scanned {
-    /// (kind, group, index, position)
-    records: Vec<(u8, GroupId, u64, Position)>,
-    /// Length of the valid prefix.
-    valid_len: u64,
-    /// Why the scan stopped before the end of the file, if it did.
-    damage: Option<String>,
-}
+/// A record found by a scan: kind, group, index and where it is.
+type Found = (u8, GroupId, u64, Position);
 
-fn scan_segment(path: &Path, seq: u64) -> io::Result<Scanned> {
-    let file = File::open(path)?;
-    let file_len = file.metadata()?.len();
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    if file_len < MAGIC.len() as u64 {
-        return Ok(Scanned {
-            records: Vec::new(),
-            valid_len: 0,
-            damage: Some(format!("segment header cut short ({file_len} bytes)")),
-        });
-    }
-    let mut magic = [0u8; 8];
-    reader.read_exact(&mut magic)?;
-    if &magic != MAGIC {
-        return Err(invalid(format!(
-            "{} is not an elastickv shared log segment (bad magic bytes)",
-            path.display()
-        )));
-    }
-    let mut records = Vec::new();
-    let mut offset = MAGIC.len() as u64;
-    let mut payload = Vec::new();
-    let damage = loop {
-        if offset == file_len {
-            break None;
-        }
-        if file_len - offset < RECORD_HEADER as u64 {
-            break Some(format!("record header cut short at offset {offset}"));
-        }
-        let mut header = [0u8; RECORD_HEADER];
-        reader.read_exact(&mut header)?;
-        let (len, crc, kind, group, index) = parse_header(&header);
-        let end = offset + RECORD_HEADER as u64 + u64::from(len);
-        if len > MAX_RECORD || end > file_len {
-            break Some(format!("record at offset {offset} cut short"));
-        }
-        payload.resize(len as usize, 0);
-        reader.read_exact(&mut payload)?;
-        if record_crc(kind, group, index, &payload) != crc {
-            break Some(format!("record at offset {offset} fails its checksum"));
-        }
-        if !matches!(kind, APPEND | COPY | TRUNCATE) {
-            break Some(format!("record at offset {offset} has unknown kind {kind}"));
-        }
-        let position = Position {
-            segment: seq,
-            offset,
-            len,
-        };
-        records.push((kind, group, index, position));
-        offset = end;
-    };
-    Ok(Scanned {
-        records,
-        valid_len: offset,
-        damage,
-    })
+/// Scans one segment.
+fn scan_segment(path: &Path, seq: u64) -> io::Result<Scanned<Found>> {
+    segment::scan(
+        path,
+        MAGIC,
+        RECORD_HEADER,
+        MAX_RECORD,
+        |header, payload, offset| {
+            let header: &[u8; RECORD_HEADER] = header.try_into().expect("header bytes");
+            let (len, crc, kind, group, index) = parse_header(header);
+            if record_crc(kind, group, index, payload) != crc {
+                return Err("fails its checksum".to_string());
+            }
+            if !matches!(kind, APPEND | COPY | TRUNCATE) {
+                return Err(format!("has unknown kind {kind}"));
+            }
+            let position = Position {
+                segment: seq,
+                offset,
+                len,
+            };
+            Ok((kind, group, index, position))
+        },
+    )
 }
 
 fn parse_header(header: &[u8; RECORD_HEADER]) -> (u32, u32, u8, GroupId, u64) {
@@ -397,44 +338,17 @@ impl SharedLog {
     }
 
     pub(crate) fn open_with(dir: &Path, segment_bytes: u64) -> io::Result<Arc<SharedLog>> {
-        std::fs::create_dir_all(dir)?;
-        let mut seqs = Vec::new();
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            if let Some(seq) = entry.file_name().to_str().and_then(parse_segment_name) {
-                seqs.push(seq);
-            }
-        }
-        seqs.sort_unstable();
+        let seqs = segment::list_segments(dir)?;
         let mut index = Index::default();
         for (i, &seq) in seqs.iter().enumerate() {
             let path = dir.join(segment_name(seq));
-            let is_last = i + 1 == seqs.len();
             let scanned = scan_segment(&path, seq)?;
-            if let Some(damage) = &scanned.damage {
-                if !is_last {
-                    return Err(invalid(format!(
-                        "log segment {} is damaged ({damage}) and later segments exist",
-                        path.display()
-                    )));
-                }
-                if scanned.valid_len == 0 {
-                    tracing::warn!(segment = %path.display(), %damage, "removing a log segment a crash left unfinished");
-                    std::fs::remove_file(&path)?;
-                    sync_dir(dir)?;
-                    continue;
-                }
-                tracing::warn!(
-                    segment = %path.display(),
-                    %damage,
-                    kept_bytes = scanned.valid_len,
-                    "cutting the log back to its last whole record (a write a crash interrupted)"
-                );
-                let file = OpenOptions::new().write(true).open(&path)?;
-                file.set_len(scanned.valid_len)?;
-                file.sync_all()?;
-            }
-            let file = OpenOptions::new().read(true).write(true).open(&path)?;
+            let is_last = i + 1 == seqs.len();
+            let damage = scanned.damage.as_deref();
+            let Some(file) = segment::open_scanned(dir, &path, scanned.valid_len, damage, is_last)?
+            else {
+                continue;
+            };
             index.segments.insert(
                 seq,
                 Segment {
@@ -699,16 +613,7 @@ impl SharedLog {
 
     /// Creates segment `seq` with its header and makes its name durable.
     fn new_segment(&self, seq: u64) -> io::Result<(u64, u64, Arc<File>)> {
-        let path = self.dir.join(segment_name(seq));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)?;
-        file.write_all_at(MAGIC, 0)?;
-        file.sync_all()?;
-        sync_dir(&self.dir)?;
+        let (path, file) = segment::create(&self.dir, seq, MAGIC)?;
         let file = Arc::new(file);
         self.index.write().segments.insert(
             seq,
@@ -895,7 +800,7 @@ fn read_run(
     run: &[(u64, Position)],
     out: &mut Vec<Vec<u8>>,
 ) -> io::Result<()> {
-    let (Some((_, first)), Some((_, last))) = (run.first(), run.last()) else {
+    let Some((_, first)) = run.first() else {
         return Ok(());
     };
     let segment = index.segments.get(&first.segment).ok_or_else(|| {
@@ -904,29 +809,27 @@ fn read_run(
             first.segment
         ))
     })?;
-    let mut buf = vec![0u8; usize::try_from(last.end() - first.offset).expect("fits in memory")];
-    segment.file.read_exact_at(&mut buf, first.offset)?;
-    let mut at = 0usize;
-    for (entry_index, position) in run {
-        let header: &[u8; RECORD_HEADER] = buf[at..at + RECORD_HEADER]
-            .try_into()
-            .expect("header bytes");
-        let (_, crc, kind, stored_group, stored_index) = parse_header(header);
-        let payload = &buf[at + RECORD_HEADER..at + RECORD_HEADER + position.len as usize];
-        if stored_group != group
-            || stored_index != *entry_index
-            || record_crc(kind, stored_group, stored_index, payload) != crc
-        {
-            return Err(invalid(format!(
-                "log entry {entry_index} of group {group} in {} at offset {} is damaged",
-                segment.path.display(),
-                position.offset
-            )));
-        }
-        out.push(payload.to_vec());
-        at += RECORD_HEADER + position.len as usize;
-    }
-    Ok(())
+    let records: Vec<(u64, u32)> = run.iter().map(|(_, p)| (p.offset, p.len)).collect();
+    segment::read_adjacent(
+        &segment.file,
+        &segment.path,
+        RECORD_HEADER,
+        &records,
+        |i, header, payload| {
+            let wanted = run[i].0;
+            let header: &[u8; RECORD_HEADER] = header.try_into().expect("header bytes");
+            let (_, crc, kind, stored_group, stored_index) = parse_header(header);
+            if stored_group == group
+                && stored_index == wanted
+                && record_crc(kind, stored_group, stored_index, payload) == crc
+            {
+                Ok(())
+            } else {
+                Err(format!("log entry {wanted} of group {group}"))
+            }
+        },
+        out,
+    )
 }
 
 /// One group's handle on the node's shared log.
@@ -961,6 +864,8 @@ impl LogFiles for GroupLog {
 
 #[cfg(test)]
 mod tests {
+    use std::fs::OpenOptions;
+
     use super::*;
 
     fn payload(group: GroupId, index: u64) -> Arc<[u8]> {
@@ -991,12 +896,7 @@ mod tests {
     }
 
     fn segments_on_disk(dir: &Path) -> Vec<u64> {
-        let mut seqs: Vec<u64> = std::fs::read_dir(dir)
-            .expect("list")
-            .filter_map(|e| parse_segment_name(e.ok()?.file_name().to_str()?))
-            .collect();
-        seqs.sort_unstable();
-        seqs
+        segment::list_segments(dir).expect("list")
     }
 
     #[test]
