@@ -16,6 +16,8 @@
 #   KEYS=100000            key space (8-byte keys, 256-byte values)
 #   EKV_GROUPS=3           elastickv Raft groups
 #   EKV_FLAGS=             more `elastickv node` flags (e.g. "--heartbeat-ms 500")
+#   EKV_LOAD_FLAGS=        more `elastickv-load` flags for the elastickv runs only
+#                          (e.g. "--leader-routing")
 #   WORK_DIR=/var/tmp/elastickv-compare-etcd   data, logs and JSON reports (wiped first)
 #   DOCS=docs/benchmarks.md  where the table goes (empty: nowhere; QUICK=1: nowhere unless set)
 #   BUILD=1                0: use the binaries already built
@@ -40,6 +42,7 @@ fi
 WORKLOADS=${WORKLOADS:-"put get"}
 EKV_GROUPS=${EKV_GROUPS:-3}
 EKV_FLAGS=${EKV_FLAGS:-}
+EKV_LOAD_FLAGS=${EKV_LOAD_FLAGS:-}
 WORK_DIR=${WORK_DIR:-/var/tmp/elastickv-compare-etcd}
 BUILD=${BUILD:-1}
 ETCD_BASE_PORT=${ETCD_BASE_PORT:-23790}
@@ -193,11 +196,12 @@ endpoints_of() { # etcd|elastickv
 run_load() { # system workload clients out-file extra-args...
   local system=$1 workload=$2 clients=$3 out=$4
   shift 4
-  local before after
+  local before after extra=()
+  [ "$system" = elastickv ] && read -r -a extra <<<"$EKV_LOAD_FLAGS"
   before=$(log_syncs "$system")
   "$BIN/elastickv-load" --target "$system" --endpoints "$(endpoints_of "$system")" \
     --workload "$workload" --clients "$clients" --keys "$KEYS" --quiet \
-    --json "$out" "$@" >/dev/null
+    --json "$out" "${extra[@]}" "$@" >/dev/null
   after=$(log_syncs "$system")
   python3 - "$out" "$((after - before))" <<'EOF'
 import json, sys
@@ -251,7 +255,8 @@ COMMAND="bench/compare-etcd.sh"
 [ "$QUICK" = 1 ] && COMMAND="QUICK=1 $COMMAND"
 COMMAND="ENGINE=$ENGINE CLIENTS=\"$CLIENTS\" DURATION=$DURATION KEYS=$KEYS $COMMAND"
 [ -n "$EKV_FLAGS" ] && COMMAND="EKV_FLAGS=\"$EKV_FLAGS\" $COMMAND"
-ENGINE=$ENGINE EKV_GROUPS=$EKV_GROUPS EKV_FLAGS=$EKV_FLAGS ETCD_VERSION=$ETCD_VERSION CLIENTS=$CLIENTS \
+[ -n "$EKV_LOAD_FLAGS" ] && COMMAND="EKV_LOAD_FLAGS=\"$EKV_LOAD_FLAGS\" $COMMAND"
+ENGINE=$ENGINE EKV_GROUPS=$EKV_GROUPS EKV_FLAGS=$EKV_FLAGS EKV_LOAD_FLAGS=$EKV_LOAD_FLAGS ETCD_VERSION=$ETCD_VERSION CLIENTS=$CLIENTS \
   DURATION=$DURATION KEYS=$KEYS WORKLOADS=$WORKLOADS RUN_SECONDS=$RUN_SECONDS \
   COMMAND=$COMMAND WORK_DIR=$WORK_DIR \
   python3 - "$WORK_DIR/json" "$TABLE" <<'EOF'
@@ -286,7 +291,7 @@ lines = [
     f"Run finished {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC: "
     f"{os.cpu_count()} cores ({cpu()}), {mem_gib:.0f} GiB, {fs}, both clusters' data on "
     f"the same disk; elastickv {commit}{dirty} (engine {env['ENGINE']}, "
-    f"{env['EKV_GROUPS']} Raft groups{', node flags ' + env['EKV_FLAGS'] if env['EKV_FLAGS'] else ''}), etcd {env['ETCD_VERSION']} (Debian "
+    f"{env['EKV_GROUPS']} Raft groups{', node flags ' + env['EKV_FLAGS'] if env['EKV_FLAGS'] else ''}{', load generator flags ' + env['EKV_LOAD_FLAGS'] if env['EKV_LOAD_FLAGS'] else ''}), etcd {env['ETCD_VERSION']} (Debian "
     f"etcd-server). Each cell: {env['DURATION']} of closed-loop clients, one gRPC "
     f"connection each, spread over the 3 members; {int(env['KEYS']):,} keys, "
     f"256-byte values, uniform key choice. All runs took {env['RUN_SECONDS']} s.",

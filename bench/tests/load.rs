@@ -94,8 +94,15 @@ async fn every_workload() {
     .expect("start the node");
     wait_serving(&addr).await;
 
-    let txn = ElasticKvConnector { raw: false };
-    let raw = ElasticKvConnector { raw: true };
+    let txn = ElasticKvConnector::default();
+    let raw = ElasticKvConnector {
+        raw: true,
+        ..ElasticKvConnector::default()
+    };
+    let routed = ElasticKvConnector {
+        leader_routing: true,
+        ..ElasticKvConnector::default()
+    };
     let zipfian = Distribution::Zipfian {
         theta: 0.99,
         scrambled: true,
@@ -165,6 +172,12 @@ async fn every_workload() {
     let report = load::run(&get, &raw).await.unwrap();
     check("get --raw", &report, true);
     assert_eq!(report.total.ops, 200);
+
+    // Reads and writes sent to their keys' leaders (all on this one node).
+    let report = load::run(&config(&addr, Workload::A), &routed)
+        .await
+        .unwrap();
+    check("a --leader-routing", &report, true);
 
     // The binary, end to end, with its JSON file.
     let json = dir.path().join("report.json");

@@ -168,6 +168,15 @@ impl Client {
             .into_inner())
     }
 
+    /// The route of `key` and its group's leader as this node sees it.
+    pub async fn route(&mut self, key: &[u8]) -> Result<cpb::GetRouteResponse, Error> {
+        Ok(self
+            .distribution
+            .get_route(cpb::GetRouteRequest { key: key.to_vec() })
+            .await?
+            .into_inner())
+    }
+
     /// A timestamp from the cluster's oracle.
     pub async fn timestamp(&mut self) -> Result<u64, Error> {
         Ok(self

@@ -19,7 +19,10 @@ fn main() {
         }
     };
     let connector: Box<dyn Connector> = match args.target {
-        TargetArg::Elastickv => Box::new(ElasticKvConnector { raw: config.raw }),
+        TargetArg::Elastickv => Box::new(ElasticKvConnector {
+            raw: config.raw,
+            leader_routing: config.leader_routing,
+        }),
         TargetArg::Etcd => Box::new(EtcdConnector),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -78,6 +78,11 @@ pub struct Args {
     /// of TransactionalKV (workloads put, get, a, b, c).
     #[arg(long)]
     pub raw: bool,
+    /// Send each single-key read and write to its key's leader (elastickv: the client
+    /// asks the cluster where the leaders are, every 5 s) instead of the connection's
+    /// node, which forwards it.
+    #[arg(long)]
+    pub leader_routing: bool,
     /// Scans (workload e) read 1 to this many keys.
     #[arg(long, default_value_t = 10)]
     pub max_scan: usize,
@@ -152,6 +157,9 @@ impl Args {
         if self.raw && self.target != TargetArg::Elastickv {
             return Err("--raw applies to --target elastickv only".into());
         }
+        if self.leader_routing && self.target != TargetArg::Elastickv {
+            return Err("--leader-routing applies to --target elastickv only".into());
+        }
         let config = Config {
             workload: self.workload,
             endpoints,
@@ -163,6 +171,7 @@ impl Args {
             value_size: self.value_size,
             preload: self.preload,
             raw: self.raw,
+            leader_routing: self.leader_routing,
             max_scan: self.max_scan,
             retries: self.retries,
             timeout: parse_duration(&self.timeout).map_err(|e| format!("--timeout: {e}"))?,
@@ -271,6 +280,12 @@ mod tests {
         assert!(error("--clients many").contains("invalid value"));
         assert!(error("--nosuch").contains("unexpected argument"));
         assert!(error("--target etcd --raw").contains("--raw"));
+        assert!(error("--target etcd --leader-routing").contains("--leader-routing"));
+        assert!(
+            parse_line("--leader-routing")
+                .expect("parses")
+                .leader_routing
+        );
         assert!(error("--target zookeeper").contains("invalid value"));
         assert!(parse_line("-w c --raw").is_ok());
         assert!(parse_line("-w txn --target etcd").is_ok());

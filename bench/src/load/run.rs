@@ -48,6 +48,8 @@ pub struct Config {
     pub preload: bool,
     /// Use RawKV for single-key reads and writes (elastickv).
     pub raw: bool,
+    /// Send single-key reads and writes to their key's leader (elastickv).
+    pub leader_routing: bool,
     /// Scans read 1 to this many keys (uniformly).
     pub max_scan: usize,
     /// How many times an operation that conflicted (`Aborted`) is retried as a whole.
@@ -76,6 +78,7 @@ impl Default for Config {
             value_size: 256,
             preload: false,
             raw: false,
+            leader_routing: false,
             max_scan: 10,
             retries: 5,
             timeout: Duration::from_secs(5),
