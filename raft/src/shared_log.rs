@@ -1174,6 +1174,8 @@ mod tests {
                             group.purge(upto).expect("child: purge");
                         }
                         if g == 2 {
+                            // The quiet group: a pace, not a wait for a condition. Its
+                            // few entries stay behind in old segments, to be copied.
                             std::thread::sleep(std::time::Duration::from_millis(50));
                         }
                     }
