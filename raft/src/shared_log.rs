@@ -1255,15 +1255,21 @@ mod tests {
                 }
                 acked[g as usize] = last;
             }
+            // The busy groups keep up to a few segments' worth of entries live (20 to
+            // 37 entries of up to 3 KiB each), and an oldest segment with more than half
+            // a segment live is not copied; so a handful of segments is expected. Were
+            // the quiet group pinning its first segment, every segment written since
+            // would still be here (tens of them by the last round).
             let on_disk = segments_on_disk(dir.path());
             assert!(
-                on_disk.len() <= 4,
+                on_disk.len() <= 10,
                 "round {round}: the quiet group pins no segments: {on_disk:?}"
             );
         }
+        let on_disk = segments_on_disk(dir.path());
         assert!(
-            segments_on_disk(dir.path())[0] > 5,
-            "segments rolled over and old ones went"
+            on_disk.last().is_some_and(|newest| *newest >= 30),
+            "enough segments were written for pinning to show: {on_disk:?}"
         );
     }
 }
