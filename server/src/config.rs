@@ -361,6 +361,26 @@ mod tests {
     }
 
     #[test]
+    fn the_raft_log_placement_is_chosen_by_name_and_checked() {
+        let storage = |text: &str| {
+            let o: NodeOptions = toml::from_str(&format!("id = 1\n{text}")).unwrap();
+            o.settings().map(|s| s.cluster.raft.log_storage)
+        };
+        assert_eq!(storage(""), Ok(LogStorage::Shared), "the default");
+        assert_eq!(storage("raft_log = \"shared\""), Ok(LogStorage::Shared));
+        assert_eq!(storage("raft_log = \"group\""), Ok(LogStorage::Files));
+        assert_eq!(storage("raft_log = \"engine\""), Ok(LogStorage::Engine));
+        let e = storage("raft_log = \"disk\"").unwrap_err();
+        assert!(
+            e.contains("\"disk\"") && e.contains("shared, group, engine"),
+            "{e}"
+        );
+        let e = storage("engine = \"mem\"\nraft_log = \"group\"").unwrap_err();
+        assert!(e.contains("--engine mem"), "{e}");
+        assert!(storage("engine = \"mem\"\nraft_log = \"engine\"").is_ok());
+    }
+
+    #[test]
     fn peer_connections_leave_from_the_given_ip() {
         let o: NodeOptions = toml::from_str("id = 2\npeer_source_ip = \"127.0.0.12\"").unwrap();
         let s = o.settings().unwrap();
