@@ -89,7 +89,7 @@ impl LogSyncer {
         if let Err(mpsc::SendError(SyncWaiter::Append(callback))) =
             self.tx.send(SyncWaiter::Append(callback))
         {
-            callback.log_io_completed(Err(std::io::Error::other("log sync task stopped")));
+            callback.log_io_completed(Err(std::io::Error::other("log sync thread stopped")));
         }
     }
 
@@ -98,8 +98,9 @@ impl LogSyncer {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(SyncWaiter::Barrier(tx))
-            .map_err(|_| "log sync task stopped".to_string())?;
-        rx.await.map_err(|_| "log sync task stopped".to_string())?
+            .map_err(|_| "log sync thread stopped".to_string())?;
+        rx.await
+            .map_err(|_| "log sync thread stopped".to_string())?
     }
 }
 
