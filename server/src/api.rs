@@ -13,13 +13,13 @@ use elastickv_txn::{
     ShardError, TransactionError, TxnError,
 };
 use tonic::metadata::MetadataValue;
-use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::cluster::Cluster;
 use crate::pb::api::transactional_kv_client::TransactionalKvClient;
 use crate::pb::api::{self, raw_kv_server::RawKv, transactional_kv_server::TransactionalKv};
 use crate::status;
+use crate::whole_body::WholeBodyChannel;
 
 /// Marks a request one node forwarded to another, which then serves it itself.
 const FORWARDED_HEADER: &str = "x-elastickv-forwarded";
@@ -251,7 +251,7 @@ impl<E: MvccEngine> PublicApi<E> {
         call: F,
     ) -> Result<Response<Resp>, Status>
     where
-        F: FnOnce(TransactionalKvClient<Channel>, Request<Req>) -> Fut,
+        F: FnOnce(TransactionalKvClient<WholeBodyChannel>, Request<Req>) -> Fut,
         Fut: std::future::Future<Output = Result<Response<Resp>, Status>>,
     {
         let channel = self

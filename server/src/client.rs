@@ -16,6 +16,8 @@ use std::collections::BTreeMap;
 
 use tonic::transport::Channel;
 
+use crate::whole_body::{whole_body, WholeBodyChannel};
+
 use crate::pb::api::raw_kv_client::RawKvClient;
 use crate::pb::api::transactional_kv_client::TransactionalKvClient;
 use crate::pb::api::{self};
@@ -29,10 +31,10 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 /// A connection to one node (any node: requests are forwarded to group leaders).
 #[derive(Debug, Clone)]
 pub struct Client {
-    raw: RawKvClient<Channel>,
-    txn: TransactionalKvClient<Channel>,
-    admin: AdminClient<Channel>,
-    distribution: DistributionClient<Channel>,
+    raw: RawKvClient<WholeBodyChannel>,
+    txn: TransactionalKvClient<WholeBodyChannel>,
+    admin: AdminClient<WholeBodyChannel>,
+    distribution: DistributionClient<WholeBodyChannel>,
 }
 
 impl Client {
@@ -43,6 +45,8 @@ impl Client {
             .connect()
             .await
             .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        // Each request in one write (see `whole_body`).
+        let channel = whole_body(channel);
         let max = 64 * 1024 * 1024;
         Ok(Client {
             raw: RawKvClient::new(channel.clone())
@@ -215,7 +219,7 @@ impl Client {
 /// sent with the commit.
 #[derive(Debug)]
 pub struct Txn {
-    client: TransactionalKvClient<Channel>,
+    client: TransactionalKvClient<WholeBodyChannel>,
     start_ts: u64,
     isolation: api::Isolation,
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,

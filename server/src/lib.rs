@@ -24,4 +24,5 @@ pub mod peers;
 pub mod routes;
 pub mod run;
 pub mod status;
+pub mod whole_body;
 pub mod wire;

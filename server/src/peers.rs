@@ -8,10 +8,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use elastickv_raft::{NodeId, RaftRequest, Transport, TransportError};
 use parking_lot::RwLock;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use crate::pb::cluster::internal_client::InternalClient;
 use crate::pb::cluster::RaftMessage;
+use crate::whole_body::{whole_body, WholeBodyChannel};
 
 /// The largest message exchanged between nodes (snapshot chunks, big values).
 pub const MAX_INTERNAL_MESSAGE: usize = 128 * 1024 * 1024;
@@ -19,7 +20,7 @@ pub const MAX_INTERNAL_MESSAGE: usize = 128 * 1024 * 1024;
 /// Cached channels to other nodes, by address.
 #[derive(Debug, Default)]
 pub struct Peers {
-    channels: RwLock<HashMap<String, Channel>>,
+    channels: RwLock<HashMap<String, WholeBodyChannel>>,
     source_ip: Option<IpAddr>,
 }
 
@@ -39,12 +40,13 @@ impl Peers {
     }
 
     /// A client of the `Internal` service at `addr` (`host:port`).
-    pub fn internal(&self, addr: &str) -> Result<InternalClient<Channel>, String> {
+    pub fn internal(&self, addr: &str) -> Result<InternalClient<WholeBodyChannel>, String> {
         self.channel(addr).map(client)
     }
 
-    /// The channel to `addr` (`host:port`), for any of the node's services.
-    pub fn channel(&self, addr: &str) -> Result<Channel, String> {
+    /// The channel to `addr` (`host:port`), for any of the node's services (each
+    /// request written at once: see [`crate::whole_body`]).
+    pub fn channel(&self, addr: &str) -> Result<WholeBodyChannel, String> {
         if let Some(channel) = self.channels.read().get(addr) {
             return Ok(channel.clone());
         }
@@ -55,7 +57,7 @@ impl Peers {
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5))
             .local_address(self.source_ip);
-        let channel = endpoint.connect_lazy();
+        let channel = whole_body(endpoint.connect_lazy());
         Ok(self
             .channels
             .write()
@@ -65,7 +67,7 @@ impl Peers {
     }
 }
 
-fn client(channel: Channel) -> InternalClient<Channel> {
+fn client(channel: WholeBodyChannel) -> InternalClient<WholeBodyChannel> {
     InternalClient::new(channel)
         .max_decoding_message_size(MAX_INTERNAL_MESSAGE)
         .max_encoding_message_size(MAX_INTERNAL_MESSAGE)

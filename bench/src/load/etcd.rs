@@ -16,6 +16,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use elastickv_server::whole_body::{whole_body, WholeBodyChannel};
 use tonic::transport::Channel;
 
 use super::target::{status_error, Connector, OpError, Target, TxnUpdate};
@@ -60,14 +61,15 @@ impl Connector for EtcdConnector {
 /// One etcd connection (a tonic channel, HTTP/2).
 #[derive(Debug, Clone)]
 pub struct Etcd {
-    kv: KvClient<Channel>,
+    kv: KvClient<WholeBodyChannel>,
 }
 
 impl Etcd {
     /// A target over an open channel to an etcd member.
     pub fn new(channel: Channel) -> Etcd {
         Etcd {
-            kv: KvClient::new(channel),
+            // Each request in one write, as for elastickv (see `whole_body`).
+            kv: KvClient::new(whole_body(channel)),
         }
     }
 
