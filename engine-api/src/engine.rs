@@ -178,6 +178,22 @@ pub trait MvccEngine: RetentionController + RawKeyspace + Send + Sync + 'static 
     /// Check and write are atomic with respect to every other writer.
     fn write(&self, batch: &WriteBatch<'_>) -> Result<()>;
 
+    /// Applies `batches` in order with the outcome of calling [`write`](Self::write) on
+    /// each in turn: each is validated and conflict-checked on its own (against the
+    /// store as the earlier batches of the group left it), and a refused batch writes
+    /// nothing and has its error in its slot, while the others go on. The engine may
+    /// commit the accepted batches together, in one atomic write with the strongest
+    /// durability among them: that is the point (a Raft group applies many commands at
+    /// once, and one commit costs far less than one per command).
+    ///
+    /// `Err` is a failure of the call as a whole (I/O, a closed engine), after which any
+    /// prefix of the batches may have been written. The default calls `write` once per
+    /// batch and reports every error, failures included, in its slot; callers therefore
+    /// look for failures in the slots as well.
+    fn write_group(&self, batches: &[WriteBatch<'_>]) -> Result<Vec<Result<()>>> {
+        Ok(batches.iter().map(|batch| self.write(batch)).collect())
+    }
+
     /// Writes a live value at `commit_ts` (synced, no conflict check).
     fn put_at(
         &self,

@@ -55,6 +55,23 @@ pub trait Applier<E: MvccEngine>: Send + Sync + 'static {
         entry: ApplyEntry<'_>,
     ) -> Result<Applied<Self::Response>, EngineError>;
 
+    /// Applies several commands, in order, with the outcome of calling
+    /// [`apply`](Self::apply) on each in turn (the same responses, the same engine state
+    /// afterwards), but free to commit them together: one engine write for many
+    /// commands is the point. Each entry's `apply_state` records the state after that
+    /// command; a crash must keep a prefix of the commands, each with its own apply
+    /// state or a later one. The default applies them one by one.
+    fn apply_many(
+        &self,
+        engine: &E,
+        entries: &[ApplyEntry<'_>],
+    ) -> Result<Vec<Applied<Self::Response>>, EngineError> {
+        entries
+            .iter()
+            .map(|entry| self.apply(engine, *entry))
+            .collect()
+    }
+
     /// Called after a snapshot replaced the engine's content, so the applier can drop
     /// caches derived from the old content.
     fn restored(&self, engine: &E) -> Result<(), EngineError> {

@@ -166,7 +166,24 @@ impl<E: MvccEngine, A: Applier<E>> Group<E, A> {
             Arc::clone(&engine),
             layout.clone(),
         )?);
-        let state_machine = StateMachine::open(Arc::clone(&engine), applier, layout, snapshots)?;
+        // An entry a crash left partly applied is finished from the log as the state
+        // machine opens.
+        let partial_entry = match StateMachine::<E, A>::partly_applied(&engine, &layout)? {
+            Some(index) => {
+                openraft::storage::RaftLogReader::try_get_log_entries(&mut log, index..index + 1)
+                    .await
+                    .map_err(|e| stopped(id, openraft::error::Fatal::StorageError(e)))?
+                    .pop()
+            }
+            None => None,
+        };
+        let state_machine = StateMachine::open(
+            Arc::clone(&engine),
+            applier,
+            layout,
+            snapshots,
+            partial_entry,
+        )?;
         let network = NetworkFactory {
             node,
             group: id,

@@ -83,11 +83,24 @@ fn apply_state_ops(
 }
 
 impl<E: MvccEngine, A: Applier<E>> StateMachine<E, A> {
+    /// The index of the entry a crash left partly applied, if any: [`open`](Self::open)
+    /// needs that entry from the log.
+    pub(crate) fn partly_applied(engine: &E, layout: &Layout) -> Result<Option<u64>, EngineError> {
+        let state: ApplyState = match engine.raw_get(&layout.slot(Slot::Applied))? {
+            Some(bytes) => decode(&bytes).map_err(EngineError::corrupted)?,
+            None => return Ok(None),
+        };
+        Ok(state.partial.map(|(log_id, _)| log_id.index))
+    }
+
+    /// Opens the state machine. `partial_entry` is the log's entry at
+    /// [`partly_applied`](Self::partly_applied)'s index, if there is one.
     pub(crate) fn open(
         engine: Arc<E>,
         applier: Arc<A>,
         layout: Layout,
         snapshots: Arc<SnapshotStore<E>>,
+        partial_entry: Option<Entry>,
     ) -> Result<Self, EngineError> {
         let mut state: ApplyState = match engine.raw_get(&layout.slot(Slot::Applied))? {
             Some(bytes) => decode(&bytes).map_err(EngineError::corrupted)?,
@@ -95,15 +108,23 @@ impl<E: MvccEngine, A: Applier<E>> StateMachine<E, A> {
         };
         if let Some((log_id, done)) = state.partial {
             // A crash interrupted a batch entry: finish it now, from the log, so that
-            // openraft (and any snapshot) only ever sees whole entries applied.
-            let bytes = engine
-                .raw_get(&layout.log_key(log_id.index))?
-                .ok_or_else(|| {
-                    EngineError::corrupted(format!(
+            // openraft (and any snapshot) only ever sees whole entries applied. The
+            // entry comes from the group's log; a log kept in the engine by an older
+            // version is read there.
+            let entry = match partial_entry.filter(|e| e.log_id.index == log_id.index) {
+                Some(entry) => entry,
+                None => {
+                    let bytes =
+                        engine
+                            .raw_get(&layout.log_key(log_id.index))?
+                            .ok_or_else(|| {
+                                EngineError::corrupted(format!(
                     "entry {log_id} is partly applied ({done} commands) but missing from the log"
                 ))
-                })?;
-            let entry: Entry = decode(&bytes).map_err(EngineError::corrupted)?;
+                            })?;
+                    decode(&bytes).map_err(EngineError::corrupted)?
+                }
+            };
             if entry.log_id != log_id {
                 return Err(EngineError::corrupted(format!(
                     "entry {log_id} is partly applied but the log holds {}",
@@ -135,7 +156,20 @@ struct ApplyOutcome {
     membership: Option<StoredMembership>,
 }
 
-/// Applies `entries` in order (blocking), starting from `state`.
+/// A command of a normal entry waiting to be applied with the ones after it.
+struct Waiting<'a> {
+    /// Where its response goes: the entry's reply, and its position there.
+    reply: usize,
+    position: usize,
+    log_id: LogId,
+    payload: &'a [u8],
+    /// The apply state once it is applied.
+    apply_state: Vec<RawOp>,
+}
+
+/// Applies `entries` in order (blocking), starting from `state`. The commands of
+/// consecutive normal entries go to the applier together ([`Applier::apply_many`]);
+/// blank and membership entries write their apply state between them.
 fn apply_all<E: MvccEngine, A: Applier<E>>(
     engine: &E,
     applier: &A,
@@ -143,23 +177,32 @@ fn apply_all<E: MvccEngine, A: Applier<E>>(
     entries: &[Entry],
     state: ApplyState,
 ) -> Result<ApplyOutcome, EngineError> {
-    let mut replies = Vec::with_capacity(entries.len());
+    let mut replies: Vec<Reply> = Vec::with_capacity(entries.len());
     let mut last_membership = None;
     let mut complete = state.complete;
+    let mut waiting: Vec<Waiting<'_>> = Vec::new();
     for entry in entries {
         let log_id = entry.log_id;
         match &entry.payload {
             EntryPayload::Blank => {
+                apply_waiting(engine, applier, &mut waiting, &mut replies)?;
                 let ops = apply_state_ops(layout, &ApplyState::complete(Some(log_id)), None)?;
                 engine.raw_write(&ops, Durability::Buffered)?;
                 replies.push(Reply::default());
             }
             EntryPayload::Membership(membership) => {
+                apply_waiting(engine, applier, &mut waiting, &mut replies)?;
                 let stored = StoredMembership::new(Some(log_id), membership.clone());
                 let ops =
                     apply_state_ops(layout, &ApplyState::complete(Some(log_id)), Some(&stored))?;
                 engine.raw_write(&ops, Durability::Buffered)?;
                 last_membership = Some(stored);
+                replies.push(Reply::default());
+            }
+            EntryPayload::Normal(batch) if batch.0.is_empty() => {
+                apply_waiting(engine, applier, &mut waiting, &mut replies)?;
+                let ops = apply_state_ops(layout, &ApplyState::complete(Some(log_id)), None)?;
+                engine.raw_write(&ops, Durability::Buffered)?;
                 replies.push(Reply::default());
             }
             EntryPayload::Normal(batch) => {
@@ -168,13 +211,11 @@ fn apply_all<E: MvccEngine, A: Applier<E>>(
                     Some((id, done)) if id == log_id => done as usize,
                     _ => 0,
                 };
-                let mut results: Vec<Arc<dyn Any + Send + Sync>> = Vec::with_capacity(count);
-                for (position, command) in batch.0.iter().enumerate() {
-                    if position < skip {
-                        // Applied before a crash; its proposer is gone.
-                        results.push(Arc::new(()));
-                        continue;
-                    }
+                // Commands applied before a crash answer `()`: their proposers are gone.
+                let done: Arc<dyn Any + Send + Sync> = Arc::new(());
+                let reply = replies.len();
+                replies.push(Reply(vec![done; count]));
+                for (position, command) in batch.0.iter().enumerate().skip(skip) {
                     let after = if position + 1 == count {
                         ApplyState::complete(Some(log_id))
                     } else {
@@ -183,35 +224,63 @@ fn apply_all<E: MvccEngine, A: Applier<E>>(
                             partial: Some((log_id, position as u32 + 1)),
                         }
                     };
-                    let ops = apply_state_ops(layout, &after, None)?;
-                    let applied = applier.apply(
-                        engine,
-                        ApplyEntry {
-                            index: log_id.index,
-                            position: position as u32,
-                            term: log_id.leader_id.term,
-                            payload: command,
-                            apply_state: &ops,
-                        },
-                    )?;
-                    if !applied.wrote_apply_state {
-                        engine.raw_write(&ops, Durability::Buffered)?;
-                    }
-                    results.push(Arc::new(applied.response));
+                    waiting.push(Waiting {
+                        reply,
+                        position,
+                        log_id,
+                        payload: command,
+                        apply_state: apply_state_ops(layout, &after, None)?,
+                    });
                 }
-                if count == 0 {
-                    let ops = apply_state_ops(layout, &ApplyState::complete(Some(log_id)), None)?;
-                    engine.raw_write(&ops, Durability::Buffered)?;
-                }
-                replies.push(Reply(results));
             }
         }
         complete = Some(log_id);
     }
+    apply_waiting(engine, applier, &mut waiting, &mut replies)?;
     Ok(ApplyOutcome {
         replies,
         membership: last_membership,
     })
+}
+
+/// Hands the waiting commands to the applier at once and files their responses.
+fn apply_waiting<E: MvccEngine, A: Applier<E>>(
+    engine: &E,
+    applier: &A,
+    waiting: &mut Vec<Waiting<'_>>,
+    replies: &mut [Reply],
+) -> Result<(), EngineError> {
+    let Some(last) = waiting.last() else {
+        return Ok(());
+    };
+    let entries: Vec<ApplyEntry<'_>> = waiting
+        .iter()
+        .map(|w| ApplyEntry {
+            index: w.log_id.index,
+            position: w.position as u32,
+            term: w.log_id.leader_id.term,
+            payload: w.payload,
+            apply_state: &w.apply_state,
+        })
+        .collect();
+    let applied = applier.apply_many(engine, &entries)?;
+    if applied.len() != entries.len() {
+        return Err(EngineError::InvalidArgument(format!(
+            "the applier answered {} of {} commands",
+            applied.len(),
+            entries.len()
+        )));
+    }
+    // Each command's apply state supersedes the earlier ones': the stored state must end
+    // as the last command left it, whether or not the applier wrote it.
+    if applied.last().is_some_and(|a| !a.wrote_apply_state) {
+        engine.raw_write(&last.apply_state, Durability::Buffered)?;
+    }
+    for (w, a) in waiting.iter().zip(applied) {
+        replies[w.reply].0[w.position] = Arc::new(a.response);
+    }
+    waiting.clear();
+    Ok(())
 }
 
 impl<E: MvccEngine, A: Applier<E>> RaftStateMachine<TypeConfig> for StateMachine<E, A> {
@@ -332,6 +401,8 @@ mod tests {
     struct Recording {
         fail_at: Mutex<Option<u32>>,
         applied: Mutex<Vec<(u64, u32)>>,
+        /// How many commands each `apply_many` call got.
+        calls: Mutex<Vec<usize>>,
     }
 
     impl Applier<MemEngine> for Recording {
@@ -362,6 +433,15 @@ mod tests {
                 response: (),
                 wrote_apply_state: true,
             })
+        }
+
+        fn apply_many(
+            &self,
+            engine: &MemEngine,
+            entries: &[ApplyEntry<'_>],
+        ) -> Result<Vec<Applied<()>>, EngineError> {
+            self.calls.lock().push(entries.len());
+            entries.iter().map(|e| self.apply(engine, *e)).collect()
         }
     }
 
@@ -409,6 +489,7 @@ mod tests {
             Arc::clone(&applier),
             layout.clone(),
             snapshots,
+            None,
         )
         .expect("open");
         assert_eq!(machine.applied, Some(entry.log_id));
@@ -416,6 +497,116 @@ mod tests {
         assert_eq!(
             stored_state(&engine, &layout),
             ApplyState::complete(Some(entry.log_id))
+        );
+    }
+
+    /// With the log in files (the default), the partly applied entry is handed in from
+    /// the log: nothing of the log is in the engine.
+    #[test]
+    fn opening_finishes_a_partly_applied_entry_handed_in_from_a_file_log() {
+        let engine = Arc::new(MemEngine::new());
+        let layout = Layout::new(0);
+        let applier = Arc::new(Recording::default());
+        let entry = Entry {
+            log_id: LogId::new(CommittedLeaderId::new(2, 1), 7),
+            payload: EntryPayload::Normal(CommandBatch(vec![vec![1]; 3])),
+        };
+        *applier.fail_at.lock() = Some(2);
+        let crashed = apply_all(
+            engine.as_ref(),
+            applier.as_ref(),
+            &layout,
+            std::slice::from_ref(&entry),
+            ApplyState::default(),
+        );
+        assert!(crashed.is_err());
+        assert_eq!(
+            StateMachine::<MemEngine, Recording>::partly_applied(&engine, &layout).unwrap(),
+            Some(7)
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let snapshots = Arc::new(
+            SnapshotStore::open(dir.path(), Arc::clone(&engine), layout.clone()).expect("store"),
+        );
+        // Without the entry, opening fails and names it.
+        let missing = StateMachine::open(
+            Arc::clone(&engine),
+            Arc::clone(&applier),
+            layout.clone(),
+            Arc::clone(&snapshots),
+            None,
+        )
+        .err()
+        .expect("the entry is needed");
+        assert!(
+            missing.to_string().contains("missing from the log"),
+            "{missing}"
+        );
+        let machine = StateMachine::open(
+            Arc::clone(&engine),
+            Arc::clone(&applier),
+            layout.clone(),
+            snapshots,
+            Some(entry.clone()),
+        )
+        .expect("open");
+        assert_eq!(machine.applied, Some(entry.log_id));
+        assert_eq!(*applier.applied.lock(), vec![(7, 0), (7, 1), (7, 2)]);
+        assert_eq!(
+            stored_state(&engine, &layout),
+            ApplyState::complete(Some(entry.log_id))
+        );
+        assert_eq!(
+            StateMachine::<MemEngine, Recording>::partly_applied(&engine, &layout).unwrap(),
+            None
+        );
+    }
+
+    /// The commands of consecutive normal entries reach the applier in one call; a blank
+    /// entry (or a membership change) comes between calls; every command gets its answer
+    /// in its entry's reply, and the stored state ends at the last entry.
+    #[test]
+    fn consecutive_entries_are_applied_in_one_call() {
+        let engine = MemEngine::new();
+        let layout = Layout::new(0);
+        let applier = Recording::default();
+        let leader = CommittedLeaderId::new(1, 1);
+        let normal = |index, commands| Entry {
+            log_id: LogId::new(leader, index),
+            payload: EntryPayload::Normal(CommandBatch(vec![vec![1]; commands])),
+        };
+        let entries = [
+            normal(1, 2),
+            normal(2, 3),
+            Entry {
+                log_id: LogId::new(leader, 3),
+                payload: EntryPayload::Blank,
+            },
+            normal(4, 1),
+            normal(5, 0),
+            normal(6, 2),
+        ];
+        let outcome =
+            apply_all(&engine, &applier, &layout, &entries, ApplyState::default()).expect("apply");
+        assert_eq!(*applier.calls.lock(), vec![5, 1, 2]);
+        let sizes: Vec<usize> = outcome.replies.iter().map(|r| r.0.len()).collect();
+        assert_eq!(sizes, vec![2, 3, 0, 1, 0, 2]);
+        assert_eq!(
+            *applier.applied.lock(),
+            vec![
+                (1, 0),
+                (1, 1),
+                (2, 0),
+                (2, 1),
+                (2, 2),
+                (4, 0),
+                (6, 0),
+                (6, 1)
+            ]
+        );
+        assert_eq!(
+            stored_state(&engine, &layout),
+            ApplyState::complete(Some(LogId::new(leader, 6)))
         );
     }
 

@@ -70,8 +70,9 @@ impl<E: MvccEngine> StoreBuilder<TypeConfig, LogStore<E>, StateMachine<E, Accept
             layout.clone(),
         )
         .map_err(|e| failed(&e))?;
-        let machine = StateMachine::open(engine, Arc::new(Accept), layout, Arc::new(snapshots))
-            .map_err(|e| failed(&e))?;
+        let machine =
+            StateMachine::open(engine, Arc::new(Accept), layout, Arc::new(snapshots), None)
+                .map_err(|e| failed(&e))?;
         Ok((dir, log, machine))
     }
 }

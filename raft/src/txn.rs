@@ -82,6 +82,48 @@ impl<E: MvccEngine> Applier<E> for TxnApplier<E> {
             }),
         }
     }
+
+    /// The commands go to [`TxnStateMachine::apply_group`]: commands on different keys
+    /// are committed in one engine write. A command that does not decode is refused, and
+    /// its apply state written, in its place in the group.
+    fn apply_many(
+        &self,
+        _engine: &E,
+        entries: &[ApplyEntry<'_>],
+    ) -> Result<Vec<Applied<Self::Response>>, EngineError> {
+        let decoded: Vec<Result<Command, TxnError>> =
+            entries.iter().map(|e| Command::decode(e.payload)).collect();
+        // A command that does not decode is planned as a refusal: an empty `MetaPut`
+        // stands in for it, and its answer is replaced below.
+        let placeholder = Command::MetaPut {
+            ts: 0,
+            key: Vec::new(),
+            value: None,
+        };
+        let commands: Vec<(&Command, &[elastickv_engine_api::RawOp])> = decoded
+            .iter()
+            .zip(entries)
+            .map(|(command, entry)| (command.as_ref().unwrap_or(&placeholder), entry.apply_state))
+            .collect();
+        let outcomes = self.machine.apply_group(&commands, Durability::Buffered)?;
+        decoded
+            .into_iter()
+            .zip(outcomes)
+            .map(|(command, outcome)| {
+                let response = match command {
+                    Err(refusal) => Err(refusal),
+                    Ok(_) => outcome,
+                };
+                match response {
+                    Err(TxnError::Engine(e)) if is_storage_failure(&e) => Err(e),
+                    response => Ok(Applied {
+                        response,
+                        wrote_apply_state: true,
+                    }),
+                }
+            })
+            .collect()
+    }
 }
 
 /// The TSO's persisted ceiling, kept by the default group: `persist` replicates a

@@ -22,6 +22,7 @@ mod command;
 mod commit;
 mod error;
 pub mod gc;
+mod group;
 pub mod keys;
 mod lock;
 mod lock_resolver;

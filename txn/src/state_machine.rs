@@ -147,7 +147,7 @@ impl<E: MvccEngine> TxnStateMachine<E> {
         }
     }
 
-    fn plan(&self, command: &Command, limits: &Limits) -> Result<Plan, TxnError> {
+    pub(crate) fn plan(&self, command: &Command, limits: &Limits) -> Result<Plan, TxnError> {
         match command {
             Command::RawBatch { ts, writes } => self.plan_raw(*ts, writes, limits),
             Command::OnePhase {

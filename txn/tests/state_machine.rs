@@ -48,3 +48,36 @@ fn same_log_on_different_engines_gives_identical_reads() {
         expected
     );
 }
+
+/// A command the engine refuses although its plan passed (here: more entries than the
+/// engine takes in one batch) answers, in a group, what it answers alone, and its raw
+/// operations are still written, in order with the other commands' (redb, whose groups
+/// are one engine write).
+#[test]
+fn a_command_the_engine_refuses_in_a_group_answers_as_alone() {
+    use elastickv_engine_api::Limits;
+    let open = |dir: &Path| {
+        open_redb(dir, RedbOptions::default())?.with_limits(Limits {
+            max_batch_entries: 4,
+            ..Limits::DEFAULT
+        })
+    };
+    let log = vec![
+        suite::one_phase(1, 2, vec![suite::put("a", "1")]),
+        // 3 mutations and 2 raw operations: 5 entries.
+        suite::one_phase(
+            3,
+            4,
+            vec![
+                suite::put("b", "2"),
+                suite::put("c", "2"),
+                suite::put("d", "2"),
+            ],
+        ),
+        suite::one_phase(5, 6, vec![suite::put("e", "3")]),
+        suite::one_phase(7, 8, vec![suite::put("f", "4"), suite::put("g", "4")]),
+    ];
+    for group in [2, 3, 4] {
+        suite::check_groups_against_one_by_one(&open, &log, group);
+    }
+}

@@ -312,6 +312,51 @@ impl<S: OrderedStore> OrderedMvcc<S> {
         Ok(found)
     }
 
+    /// Fails with `WriteConflict` when the batch asks for a conflict check and one of its
+    /// keys has a version newer than its start timestamp in `txn`.
+    fn check_conflicts(txn: &S::Write<'_>, batch: &WriteBatch<'_>) -> Result<()> {
+        let Some(start_ts) = batch.conflict_start_ts else {
+            return Ok(());
+        };
+        let keys = batch
+            .mutations
+            .iter()
+            .map(|m| m.key())
+            .chain(batch.read_set.iter().map(Vec::as_slice));
+        for key in keys {
+            if Self::newest_ts_in(txn, key)?.is_some_and(|ts| ts > start_ts) {
+                return Err(EngineError::WriteConflict {
+                    key: key.to_vec(),
+                    start_ts,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts the batch's versions and raw operations into `txn` (validated already).
+    fn put_batch(txn: &mut S::Write<'_>, batch: &WriteBatch<'_>) -> Result<()> {
+        for mutation in batch.mutations {
+            let (key, value) = match mutation {
+                crate::Mutation::Put {
+                    key,
+                    value,
+                    expire_at,
+                } => (key, encode_live_value(value, *expire_at)),
+                crate::Mutation::Delete { key } => (key, encode_value(&VersionKind::Tombstone, 0)),
+            };
+            txn.put(
+                Table::Versions,
+                &encode_version_key(key, batch.commit_ts),
+                &value,
+            )?;
+        }
+        for op in batch.raw {
+            apply_raw_op(txn, Table::Raw, op)?;
+        }
+        Ok(())
+    }
+
     /// Writes `last_commit_ts` through `txn` if `commit_ts` raises it; returns the new
     /// value to publish after the commit.
     pub(super) fn raise_last_commit(
@@ -485,39 +530,8 @@ impl<S: OrderedStore> MvccEngine for OrderedMvcc<S> {
         self.limits.check_batch(batch)?;
         let _gate = self.writer_gate();
         let mut txn = self.store.begin_write()?;
-        if let Some(start_ts) = batch.conflict_start_ts {
-            let keys = batch
-                .mutations
-                .iter()
-                .map(|m| m.key())
-                .chain(batch.read_set.iter().map(Vec::as_slice));
-            for key in keys {
-                if Self::newest_ts_in(&txn, key)?.is_some_and(|ts| ts > start_ts) {
-                    return Err(EngineError::WriteConflict {
-                        key: key.to_vec(),
-                        start_ts,
-                    });
-                }
-            }
-        }
-        for mutation in batch.mutations {
-            let (key, value) = match mutation {
-                crate::Mutation::Put {
-                    key,
-                    value,
-                    expire_at,
-                } => (key, encode_live_value(value, *expire_at)),
-                crate::Mutation::Delete { key } => (key, encode_value(&VersionKind::Tombstone, 0)),
-            };
-            txn.put(
-                Table::Versions,
-                &encode_version_key(key, batch.commit_ts),
-                &value,
-            )?;
-        }
-        for op in batch.raw {
-            apply_raw_op(&mut txn, Table::Raw, op)?;
-        }
+        Self::check_conflicts(&txn, batch)?;
+        Self::put_batch(&mut txn, batch)?;
         let raised = if batch.mutations.is_empty() {
             None
         } else {
@@ -528,6 +542,62 @@ impl<S: OrderedStore> MvccEngine for OrderedMvcc<S> {
             self.last_commit_ts.fetch_max(ts, Ordering::SeqCst);
         }
         Ok(())
+    }
+
+    fn write_group(&self, batches: &[WriteBatch<'_>]) -> Result<Vec<Result<()>>> {
+        if batches.len() < 2 {
+            return Ok(batches.iter().map(|batch| self.write(batch)).collect());
+        }
+        let gate = self.writer_gate();
+        let mut txn = self.store.begin_write()?;
+        let mut outcomes = Vec::with_capacity(batches.len());
+        let mut highest = None::<Timestamp>;
+        let mut durability = Durability::Buffered;
+        for batch in batches {
+            // Refusals are decided before the batch writes anything, so refusing one
+            // leaves the transaction as the earlier batches made it.
+            if let Err(refusal) = self.limits.check_batch(batch) {
+                outcomes.push(Err(refusal));
+                continue;
+            }
+            match Self::check_conflicts(&txn, batch) {
+                Ok(()) => {}
+                Err(conflict @ EngineError::WriteConflict { .. }) => {
+                    outcomes.push(Err(conflict));
+                    continue;
+                }
+                Err(_) => {
+                    // A read failed: leave the group and let `write` report it where
+                    // it belongs (the transaction is dropped, so nothing was written).
+                    drop(txn);
+                    drop(gate);
+                    return Ok(batches.iter().map(|batch| self.write(batch)).collect());
+                }
+            }
+            if Self::put_batch(&mut txn, batch).is_err() {
+                // This batch may be half in the transaction: drop it all and write
+                // one batch at a time, so each error lands on its own batch.
+                drop(txn);
+                drop(gate);
+                return Ok(batches.iter().map(|batch| self.write(batch)).collect());
+            }
+            if !batch.mutations.is_empty() {
+                highest = highest.max(Some(batch.commit_ts));
+            }
+            if batch.durability == Durability::Sync {
+                durability = Durability::Sync;
+            }
+            outcomes.push(Ok(()));
+        }
+        let raised = match highest {
+            Some(ts) => self.raise_last_commit(&mut txn, ts)?,
+            None => None,
+        };
+        txn.commit(durability)?;
+        if let Some(ts) = raised {
+            self.last_commit_ts.fetch_max(ts, Ordering::SeqCst);
+        }
+        Ok(outcomes)
     }
 
     fn expire_at(&self, key: &[u8], expire_at: Timestamp, commit_ts: Timestamp) -> Result<bool> {

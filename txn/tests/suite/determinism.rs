@@ -98,3 +98,120 @@ pub fn malformed_stored_records_are_errors_not_panics<
         .is_err());
     assert!(env.sm.apply(&check("a", 5, 10)).is_err());
 }
+
+/// The raw operations given with command `i` in the group cases: one key every command
+/// overwrites (like Raft's applied index) and one of its own.
+fn raw_ops_of(i: usize) -> Vec<elastickv_engine_api::RawOp> {
+    use elastickv_engine_api::RawOp;
+    vec![
+        RawOp::put("applied", i.to_string()),
+        RawOp::put(format!("cmd-{i:04}"), "done"),
+    ]
+}
+
+/// Applies `log` one command at a time (`apply_with`) on one engine and in groups of
+/// `group` commands (`apply_group`) on another, and checks that they answered alike and
+/// hold the same data and raw keyspace afterwards.
+pub fn check_groups_against_one_by_one<E: MvccEngine, O: Fn(&Path) -> EngineResult<E>>(
+    open: &O,
+    log: &[Command],
+    group: usize,
+) {
+    use elastickv_engine_api::Durability;
+    let single = env(open);
+    let grouped = env(open);
+    let raws: Vec<_> = (0..log.len()).map(raw_ops_of).collect();
+    let expected: Vec<String> = log
+        .iter()
+        .zip(&raws)
+        .map(|(c, raw)| format!("{:?}", single.sm.apply_with(c, raw, Durability::Buffered)))
+        .collect();
+    let mut got = Vec::new();
+    let items: Vec<(&Command, &[elastickv_engine_api::RawOp])> = log
+        .iter()
+        .zip(&raws)
+        .map(|(c, r)| (c, r.as_slice()))
+        .collect();
+    for chunk in items.chunks(group) {
+        let outcomes = grouped
+            .sm
+            .apply_group(chunk, Durability::Buffered)
+            .expect("no engine failure");
+        assert_eq!(outcomes.len(), chunk.len());
+        got.extend(outcomes.iter().map(|o| format!("{o:?}")));
+    }
+    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+        assert_eq!(g, e, "command {i} ({:?}), groups of {group}", log[i]);
+    }
+    assert_eq!(
+        stream_of(grouped.sm.engine().as_ref()),
+        stream_of(single.sm.engine().as_ref()),
+        "groups of {group}: the same data"
+    );
+    let all = KeyRange::all();
+    let raw_of = |e: &Env<E>| e.sm.engine().raw_scan(&all, 10_000).expect("raw scan");
+    assert_eq!(raw_of(&grouped), raw_of(&single), "groups of {group}: raw");
+    assert_eq!(
+        grouped.sm.engine().raw_get(b"applied").expect("raw get"),
+        Some((log.len() - 1).to_string().into_bytes())
+    );
+}
+
+/// `apply_group` answers and writes exactly what applying the commands one by one does,
+/// whatever the grouping: on the sample log (every command kind, refusals included,
+/// commands of one transaction next to each other) and on a generated log of commands
+/// over five keys, where commands in a group keep meeting on the same keys.
+pub fn apply_group_matches_applying_one_by_one<E: MvccEngine, O: Fn(&Path) -> EngineResult<E>>(
+    open: &O,
+) {
+    let sample = sample_log();
+    for group in [1, 2, 3, 7, sample.len()] {
+        check_groups_against_one_by_one(open, &sample, group);
+    }
+    // A generated log (a fixed linear congruential sequence: the same every run).
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |n: u64| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) % n
+    };
+    let keys = ["a", "b", "c", "d", "e"];
+    let mut log = Vec::new();
+    let mut ts = 10;
+    for _ in 0..300 {
+        ts += 1 + next(3);
+        let key = keys[next(5) as usize];
+        let other = keys[next(5) as usize];
+        // Some start timestamps lag, so that conflicts happen.
+        let start = ts - next(6);
+        let command = match next(9) {
+            0..=2 => one_phase(start, ts, vec![put(key, &ts.to_string())]),
+            3 => Command::OnePhase {
+                start_ts: start,
+                commit_ts: ts,
+                mutations: vec![put(key, "rw")],
+                read_keys: vec![k(other)],
+            },
+            4 => prewrite(key, start, vec![put(key, "2pc"), put(other, "2pc")]),
+            5 => commit(key, start, ts, &[key, other]),
+            6 => check(key, start, ts),
+            7 => rollback(key, start, &[key, other]),
+            _ => Command::RawBatch {
+                ts,
+                writes: vec![put(key, "raw"), del(other)],
+            },
+        };
+        log.push(command);
+        if next(50) == 0 {
+            log.push(Command::PurgeTxnRecords {
+                safe_point: ts - 20,
+                cursor: vec![],
+                limit: 100,
+            });
+        }
+    }
+    for group in [4, 16, log.len()] {
+        check_groups_against_one_by_one(open, &log, group);
+    }
+}

@@ -62,6 +62,7 @@ macro_rules! state_machine_tests {
             compaction_keeps_reads_at_the_safe_point,
             state_machine_is_deterministic,
             malformed_stored_records_are_errors_not_panics,
+            apply_group_matches_applying_one_by_one,
         );
     };
     (@cases $name:ident, $open:expr; $($case:ident),* $(,)?) => {

@@ -84,6 +84,9 @@ macro_rules! __conformance_every_case {
             buffered_writes_are_visible_immediately,
             empty_batch_changes_nothing,
             bad_mutation_late_in_batch_rejects_the_whole_batch,
+            write_group_matches_writing_each_batch_in_turn,
+            write_group_of_none_or_one_batch,
+            write_group_survives_reopen,
             // conflicts
             version_newer_than_start_ts_conflicts_and_equal_does_not,
             tombstones_and_expired_versions_conflict,

@@ -188,3 +188,154 @@ pub fn bad_mutation_late_in_batch_rejects_the_whole_batch<H: Harness>(harness: &
     assert_eq!(dump(e).len(), 1);
     assert!(e.raw_scan(&KeyRange::all(), 10).unwrap().is_empty());
 }
+
+/// The batches of the group used by the `write_group` cases (the store holds `a` at 5
+/// first): accepted, refused by a conflict with the store, accepted, refused by a
+/// conflict with an earlier batch of the same group, refused by validation, raw only.
+fn group_batches<'a>(
+    muts: &'a [Vec<Mutation>; 5],
+    raws: &'a [Vec<RawOp>; 6],
+    read_sets: &'a [Vec<Vec<u8>>; 2],
+) -> Vec<WriteBatch<'a>> {
+    vec![
+        WriteBatch::new(&muts[0], 10)
+            .with_raw(&raws[0])
+            .with_durability(Durability::Buffered),
+        WriteBatch::new(&muts[1], 12)
+            .with_conflict_check(4)
+            .with_raw(&raws[1])
+            .with_durability(Durability::Buffered),
+        WriteBatch::new(&muts[2], 11)
+            .with_conflict_check(10)
+            .with_read_set(&read_sets[0])
+            .with_raw(&raws[2])
+            .with_durability(Durability::Buffered),
+        WriteBatch::new(&muts[3], 30)
+            .with_conflict_check(10)
+            .with_read_set(&read_sets[1])
+            .with_raw(&raws[3]),
+        WriteBatch::new(&muts[4], 40).with_raw(&raws[4]),
+        WriteBatch::raw_only(&raws[5]).with_durability(Durability::Buffered),
+    ]
+}
+
+/// `write_group` has exactly the outcome of writing each batch in turn: the same
+/// answers, batch by batch (a refused batch writes nothing and the others go on, and a
+/// batch is checked against what the earlier batches of the group wrote), and the same
+/// data, raw keyspace and `last_commit_ts` afterwards.
+pub fn write_group_matches_writing_each_batch_in_turn<H: Harness>(harness: &H) {
+    let muts = [
+        vec![Mutation::put("x", "X")],
+        vec![Mutation::put("a", "new")],
+        vec![Mutation::put("y", "Y"), Mutation::delete("w")],
+        vec![Mutation::put("z", "Z")],
+        vec![Mutation::put("v", "V"), Mutation::put("", "empty key")],
+    ];
+    let raws = [
+        vec![RawOp::put("applied", "1")],
+        vec![RawOp::put("applied", "2")],
+        vec![RawOp::put("applied", "3"), RawOp::put("seen", "3")],
+        vec![RawOp::put("applied", "4")],
+        vec![RawOp::put("applied", "5")],
+        vec![RawOp::put("raw", "6"), RawOp::delete("seen")],
+    ];
+    let read_sets = [vec![b"x".to_vec()], vec![b"y".to_vec()]];
+    let batches = group_batches(&muts, &raws, &read_sets);
+
+    let grouped = Fixture::new(harness);
+    let g = grouped.engine();
+    g.put_at(b"a", b"old", 5, 0).unwrap();
+    let outcomes = g.write_group(&batches).unwrap();
+    let each = grouped.another();
+    let s = each.engine();
+    s.put_at(b"a", b"old", 5, 0).unwrap();
+    let expected: Vec<_> = batches.iter().map(|b| s.write(b)).collect();
+
+    assert_eq!(outcomes.len(), batches.len());
+    for (i, (got, want)) in outcomes.iter().zip(&expected).enumerate() {
+        assert_eq!(
+            format!("{got:?}"),
+            format!("{want:?}"),
+            "batch {i}: write_group and write answer alike"
+        );
+    }
+    assert!(outcomes[0].is_ok() && outcomes[2].is_ok() && outcomes[5].is_ok());
+    match &outcomes[1] {
+        Err(EngineError::WriteConflict { key, start_ts }) => {
+            assert_eq!((key.as_slice(), *start_ts), (&b"a"[..], 4));
+        }
+        other => panic!("batch 1: expected a conflict with the store, got {other:?}"),
+    }
+    match &outcomes[3] {
+        Err(EngineError::WriteConflict { key, start_ts }) => {
+            assert_eq!((key.as_slice(), *start_ts), (&b"y"[..], 10));
+        }
+        other => panic!("batch 3: expected a conflict with batch 2, got {other:?}"),
+    }
+    assert!(
+        matches!(outcomes[4], Err(EngineError::EmptyKey { .. })),
+        "{:?}",
+        outcomes[4]
+    );
+
+    assert_eq!(dump(g), dump(s), "the same versions");
+    let all = KeyRange::all();
+    assert_eq!(
+        g.raw_scan(&all, 100).unwrap(),
+        s.raw_scan(&all, 100).unwrap()
+    );
+    assert_eq!(g.raw_get(b"applied").unwrap(), Some(b"3".to_vec()));
+    assert_eq!(g.raw_get(b"seen").unwrap(), None);
+    assert_eq!(g.raw_get(b"raw").unwrap(), Some(b"6".to_vec()));
+    assert_eq!(g.get_at(b"a", u64::MAX).unwrap(), Some(b"old".to_vec()));
+    assert_eq!(g.get_at(b"x", 10).unwrap(), Some(b"X".to_vec()));
+    assert_eq!(g.get_at(b"y", 11).unwrap(), Some(b"Y".to_vec()));
+    assert_eq!(g.latest_commit_ts(b"w").unwrap(), Some(11));
+    assert_eq!(g.get_at(b"z", u64::MAX).unwrap(), None);
+    assert_eq!(g.get_at(b"v", u64::MAX).unwrap(), None);
+    assert_eq!(g.last_commit_ts().unwrap(), 11);
+    assert_eq!(g.last_commit_ts().unwrap(), s.last_commit_ts().unwrap());
+}
+
+/// `write_group` of no batches writes nothing; of one batch, it is `write`.
+pub fn write_group_of_none_or_one_batch<H: Harness>(harness: &H) {
+    let fx = Fixture::new(harness);
+    let e = fx.engine();
+    assert!(e.write_group(&[]).unwrap().is_empty());
+    assert_eq!(e.last_commit_ts().unwrap(), 0);
+    let muts = [Mutation::put("k", "v")];
+    let outcomes = e.write_group(&[WriteBatch::new(&muts, 7)]).unwrap();
+    assert!(matches!(outcomes.as_slice(), [Ok(())]), "{outcomes:?}");
+    assert_eq!(e.get_at(b"k", 7).unwrap(), Some(b"v".to_vec()));
+    let conflicting = [WriteBatch::new(&muts, 9).with_conflict_check(6)];
+    let outcomes = e.write_group(&conflicting).unwrap();
+    assert!(
+        matches!(
+            outcomes.as_slice(),
+            [Err(EngineError::WriteConflict { .. })]
+        ),
+        "{outcomes:?}"
+    );
+    assert_eq!(e.last_commit_ts().unwrap(), 7);
+}
+
+/// Accepted batches of a group survive a reopen together (a persistent engine).
+pub fn write_group_survives_reopen<H: Harness>(harness: &H) {
+    let mut fx = Fixture::new(harness);
+    if !fx.persistent() {
+        return;
+    }
+    let muts = [vec![Mutation::put("p", "1")], vec![Mutation::put("q", "2")]];
+    let raw = [RawOp::put("applied", "2")];
+    let batches = [
+        WriteBatch::new(&muts[0], 3).with_durability(Durability::Buffered),
+        WriteBatch::new(&muts[1], 4).with_raw(&raw),
+    ];
+    let outcomes = fx.engine().write_group(&batches).unwrap();
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    let e = fx.reopen();
+    assert_eq!(e.get_at(b"p", 3).unwrap(), Some(b"1".to_vec()));
+    assert_eq!(e.get_at(b"q", 4).unwrap(), Some(b"2".to_vec()));
+    assert_eq!(e.raw_get(b"applied").unwrap(), Some(b"2".to_vec()));
+    assert_eq!(e.last_commit_ts().unwrap(), 4);
+}
