@@ -12,7 +12,9 @@
 //! # let _ = balance; Ok(()) }
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tonic::transport::Channel;
 
@@ -28,13 +30,92 @@ use crate::pb::cluster::{self as cpb};
 /// What a client call can fail with.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// A connection to one node (any node: requests are forwarded to group leaders).
+/// A connection to one node (any node: requests are forwarded to group leaders). With
+/// [`Client::with_leader_routing`], single-key requests go straight to their key's
+/// leader instead.
 #[derive(Debug, Clone)]
 pub struct Client {
     raw: RawKvClient<WholeBodyChannel>,
     txn: TransactionalKvClient<WholeBodyChannel>,
     admin: AdminClient<WholeBodyChannel>,
     distribution: DistributionClient<WholeBodyChannel>,
+    /// Shared by the clones of a routing client.
+    router: Option<Arc<tokio::sync::Mutex<Router>>>,
+}
+
+/// Whether `e` is a gRPC `Unavailable` (the node could not be reached or could not
+/// serve).
+fn is_unavailable(e: &Error) -> bool {
+    e.downcast_ref::<tonic::Status>()
+        .is_some_and(|s| s.code() == tonic::Code::Unavailable)
+}
+
+/// How often a [`Router`] asks again where the leaders are.
+const ROUTES_MAX_AGE: Duration = Duration::from_secs(5);
+
+/// Where each key range's leader is, as the cluster says (asked again every 5 seconds),
+/// and a connection to each leader. A stale answer costs only speed: a node that is
+/// not the key's leader forwards the request.
+#[derive(Debug, Default)]
+pub struct Router {
+    /// `(start, end, leader address)`, ascending; an empty end is the end of the space.
+    ranges: Vec<(Vec<u8>, Vec<u8>, String)>,
+    asked: Option<Instant>,
+    clients: HashMap<String, Client>,
+}
+
+impl Router {
+    /// The leader address of `key`'s range, if known.
+    pub fn leader_of(&self, key: &[u8]) -> Option<&str> {
+        let at = self
+            .ranges
+            .partition_point(|(start, _, _)| start.as_slice() <= key);
+        let (_, end, leader) = self.ranges.get(at.checked_sub(1)?)?;
+        (end.is_empty() || key < end.as_slice()).then_some(leader.as_str())
+    }
+
+    /// Asks `via` for the routes and their leaders.
+    async fn refresh(&mut self, via: &mut Client) -> Result<(), Error> {
+        let mut ranges = Vec::new();
+        for route in via.routes().await?.routes {
+            let answer = via.route(&route.start).await?;
+            if !answer.leader_addr.is_empty() {
+                ranges.push((route.start, route.end, answer.leader_addr));
+            }
+        }
+        ranges.sort();
+        self.ranges = ranges;
+        self.asked = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Drops what it knows: the next request asks for the routes again.
+    fn forget(&mut self) {
+        self.ranges.clear();
+        self.asked = None;
+    }
+
+    /// The client to send `key`'s request to: its leader's, or `fallback`.
+    async fn client_for(&mut self, key: &[u8], fallback: &mut Client) -> Client {
+        let stale = self.asked.is_none_or(|t| t.elapsed() > ROUTES_MAX_AGE);
+        if stale && self.refresh(fallback).await.is_err() {
+            // Keep the old answer (or none) and try again after the next period.
+            self.asked = Some(Instant::now());
+        }
+        let Some(leader) = self.leader_of(key).map(str::to_string) else {
+            return fallback.clone();
+        };
+        if let Some(client) = self.clients.get(&leader) {
+            return client.clone();
+        }
+        match Client::connect(&leader).await {
+            Ok(client) => {
+                self.clients.insert(leader, client.clone());
+                client
+            }
+            Err(_) => fallback.clone(),
+        }
+    }
 }
 
 impl Client {
@@ -57,35 +138,90 @@ impl Client {
                 .max_encoding_message_size(max),
             admin: AdminClient::new(channel.clone()),
             distribution: DistributionClient::new(channel),
+            router: None,
         })
+    }
+
+    /// This client, sending each single-key request (`put`, `get`, `delete`,
+    /// `raw_put`, `raw_get`) to its key's leader, with a connection of its own to each
+    /// leader: the node this client connected to would otherwise hand the request on,
+    /// one more request and response between nodes. The leaders are asked for through
+    /// this client's node and asked again every 5 seconds; scans, transactions and
+    /// administration still go to the node this client connected to.
+    pub fn with_leader_routing(mut self) -> Client {
+        self.router = Some(Arc::default());
+        self
+    }
+
+    /// With leader routing, the address this client last learned for the leader of
+    /// `key`'s range (`None`: not routing, or not known yet).
+    pub async fn routed_leader(&self, key: &[u8]) -> Option<String> {
+        let router = self.router.as_ref()?;
+        router.lock().await.leader_of(key).map(str::to_string)
+    }
+
+    /// Runs a single-key request: on this client's node, or with leader routing on
+    /// `key`'s leader. A routed request that finds its leader unreachable
+    /// (`Unavailable`: it crashed, or lost the leadership and is shutting down) is sent
+    /// once more through this client's node, which hands it to the current leader, and
+    /// the routes are asked for again. Single-key writes are blind (the same value
+    /// again), so sending one twice leaves what sending it once does.
+    async fn single<T, F, Fut>(&mut self, key: &[u8], call: F) -> Result<T, Error>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
+        let Some(router) = self.router.clone() else {
+            return call(self.clone()).await;
+        };
+        let mut here = Client {
+            router: None,
+            ..self.clone()
+        };
+        let leader = router.lock().await.client_for(key, &mut here).await;
+        match call(leader).await {
+            Err(e) if is_unavailable(&e) => {
+                router.lock().await.forget();
+                call(here).await
+            }
+            other => other,
+        }
     }
 
     /// Writes `key` (a one-key transaction); returns the commit timestamp.
     pub async fn put(&mut self, key: &[u8], value: &[u8]) -> Result<u64, Error> {
-        let r = self
-            .txn
-            .put(api::PutRequest {
-                key: key.to_vec(),
-                value: value.to_vec(),
-            })
-            .await?;
-        Ok(r.into_inner().commit_ts)
+        let request = api::PutRequest {
+            key: key.to_vec(),
+            value: value.to_vec(),
+        };
+        self.single(key, move |mut c| {
+            let request = request.clone();
+            async move { Ok(c.txn.put(request).await?.into_inner().commit_ts) }
+        })
+        .await
     }
 
     /// Reads the latest committed value of `key`.
     pub async fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        let r = self.txn.get(api::GetRequest { key: key.to_vec() }).await?;
-        let r = r.into_inner();
-        Ok(r.exists.then_some(r.value))
+        let request = api::GetRequest { key: key.to_vec() };
+        self.single(key, move |mut c| {
+            let request = request.clone();
+            async move {
+                let r = c.txn.get(request).await?.into_inner();
+                Ok(r.exists.then_some(r.value))
+            }
+        })
+        .await
     }
 
     /// Deletes `key` (a one-key transaction); returns the commit timestamp.
     pub async fn delete(&mut self, key: &[u8]) -> Result<u64, Error> {
-        let r = self
-            .txn
-            .delete(api::DeleteRequest { key: key.to_vec() })
-            .await?;
-        Ok(r.into_inner().commit_ts)
+        let request = api::DeleteRequest { key: key.to_vec() };
+        self.single(key, move |mut c| {
+            let request = request.clone();
+            async move { Ok(c.txn.delete(request).await?.into_inner().commit_ts) }
+        })
+        .await
     }
 
     /// Up to `limit` pairs of `[start, end)` (`end` empty: to the end), ascending.
@@ -112,28 +248,32 @@ impl Client {
 
     /// A raw (non-transactional) write.
     pub async fn raw_put(&mut self, key: &[u8], value: &[u8]) -> Result<u64, Error> {
-        let r = self
-            .raw
-            .raw_put(api::RawPutRequest {
-                key: key.to_vec(),
-                value: value.to_vec(),
-                ttl_ms: 0,
-            })
-            .await?;
-        Ok(r.into_inner().commit_ts)
+        let request = api::RawPutRequest {
+            key: key.to_vec(),
+            value: value.to_vec(),
+            ttl_ms: 0,
+        };
+        self.single(key, move |mut c| {
+            let request = request.clone();
+            async move { Ok(c.raw.raw_put(request).await?.into_inner().commit_ts) }
+        })
+        .await
     }
 
     /// A raw read of the latest value.
     pub async fn raw_get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        let r = self
-            .raw
-            .raw_get(api::RawGetRequest {
-                key: key.to_vec(),
-                ts: 0,
-            })
-            .await?
-            .into_inner();
-        Ok(r.exists.then_some(r.value))
+        let request = api::RawGetRequest {
+            key: key.to_vec(),
+            ts: 0,
+        };
+        self.single(key, move |mut c| {
+            let request = request.clone();
+            async move {
+                let r = c.raw.raw_get(request).await?.into_inner();
+                Ok(r.exists.then_some(r.value))
+            }
+        })
+        .await
     }
 
     /// Starts an interactive snapshot-isolation transaction.
@@ -367,5 +507,35 @@ pub fn show(value: Option<&[u8]>) -> String {
                 v.iter().map(|b| format!("{b:02x}")).collect::<String>()
             ),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_router_finds_the_leader_of_a_key_range() {
+        let router = Router {
+            ranges: vec![
+                (Vec::new(), b"i".to_vec(), "a:1".into()),
+                (b"i".to_vec(), b"r".to_vec(), "b:2".into()),
+                (b"r".to_vec(), Vec::new(), "c:3".into()),
+            ],
+            ..Router::default()
+        };
+        assert_eq!(router.leader_of(b""), Some("a:1"));
+        assert_eq!(router.leader_of(b"hzz"), Some("a:1"));
+        assert_eq!(router.leader_of(b"i"), Some("b:2"));
+        assert_eq!(router.leader_of(b"q\xff"), Some("b:2"));
+        assert_eq!(router.leader_of(b"r"), Some("c:3"));
+        assert_eq!(router.leader_of(b"\xff\xff"), Some("c:3"));
+        let gap = Router {
+            ranges: vec![(b"m".to_vec(), b"p".to_vec(), "b:2".into())],
+            ..Router::default()
+        };
+        assert_eq!(gap.leader_of(b"a"), None, "before every range");
+        assert_eq!(gap.leader_of(b"p"), None, "after the last range's end");
+        assert_eq!(Router::default().leader_of(b"k"), None);
     }
 }

@@ -25,7 +25,7 @@ fn key(i: usize) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_serve_writes_and_reads_through_any_node() {
     bounded(async {
-        let cluster = TestCluster::start(3, ENGINE).await;
+        let mut cluster = TestCluster::start(3, ENGINE).await;
         for i in 0..12 {
             let writer = (i % 3) as u64 + 1;
             let mut c = cluster.client(writer).await;
@@ -171,6 +171,58 @@ async fn three_nodes_serve_writes_and_reads_through_any_node() {
             .groups
             .iter()
             .all(|g| g.leader_id != 0 && g.voters.len() == 3));
+
+        // A routing client: single-key requests go to each key's leader, learned
+        // through the node it connected to.
+        let mut routed = cluster.client(2).await.with_leader_routing();
+        for i in 0..12 {
+            routed
+                .put(key(i).as_bytes(), format!("routed{i}").as_bytes())
+                .await
+                .expect("routed put");
+        }
+        let mut plain = cluster.client(3).await;
+        for i in 0..12 {
+            let k = key(i);
+            assert_eq!(
+                plain.get(k.as_bytes()).await.unwrap(),
+                Some(format!("routed{i}").into_bytes())
+            );
+            let route = plain.route(k.as_bytes()).await.unwrap();
+            assert_eq!(
+                routed.routed_leader(k.as_bytes()).await,
+                Some(route.leader_addr),
+                "the client knows {k}'s leader"
+            );
+        }
+        // The leader of the first key's group crashes: a routing client that knew it
+        // finds it unreachable, and its request goes through its own node instead.
+        let route = plain.route(key(0).as_bytes()).await.unwrap();
+        let group = route.route.expect("a route").group_id;
+        let old = cluster.leader_of(group).await;
+        let via = (1..=3).find(|&n| n != old).expect("another node");
+        let mut routed = cluster.client(via).await.with_leader_routing();
+        routed.put(key(0).as_bytes(), b"before").await.unwrap();
+        assert_eq!(
+            routed.routed_leader(key(0).as_bytes()).await,
+            Some(cluster.addr(old))
+        );
+        cluster.kill(old);
+        // Until a new leader is elected the put is refused (Unavailable), as through
+        // any client; then it succeeds.
+        retrying(|| {
+            let mut c = routed.clone();
+            async move { c.put(key(0).as_bytes(), b"after the crash").await }
+        })
+        .await
+        .expect("a put whose leader is gone");
+        let value = retrying(|| {
+            let mut c = routed.clone();
+            async move { c.get(key(0).as_bytes()).await }
+        })
+        .await
+        .expect("a get");
+        assert_eq!(value, Some(b"after the crash".to_vec()));
     })
     .await;
 }

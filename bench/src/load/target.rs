@@ -2,10 +2,6 @@
 //! driven by the same workloads: elastickv's gRPC services here, etcd in
 //! [`super::etcd`].
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
 use async_trait::async_trait;
 use elastickv_server::client::{self, Client};
 
@@ -93,71 +89,9 @@ pub trait Connector: Send + Sync + std::fmt::Debug {
 pub struct ElasticKvConnector {
     /// Single-key reads and writes go through RawKV instead of TransactionalKV.
     pub raw: bool,
-    /// Single-key reads and writes go to the key's leader (see [`Router`]) rather than
+    /// Single-key reads and writes go to the key's leader ([`Client::with_leader_routing`]) rather than
     /// to the connection's node, which would forward them.
     pub leader_routing: bool,
-}
-
-/// How often a [`Router`] asks again where the leaders are.
-const ROUTES_MAX_AGE: Duration = Duration::from_secs(5);
-
-/// Where each key range's leader is, as the cluster says (refreshed every
-/// [`ROUTES_MAX_AGE`]), and a connection to each leader. A stale answer costs only
-/// speed: a node that is not the key's leader forwards the request.
-#[derive(Debug, Default)]
-pub struct Router {
-    /// `(start, end, leader address)`, ascending; an empty end is the end of the space.
-    ranges: Vec<(Vec<u8>, Vec<u8>, String)>,
-    asked: Option<Instant>,
-    clients: HashMap<String, Client>,
-}
-
-impl Router {
-    /// The leader address of `key`'s range, if known.
-    pub fn leader_of(&self, key: &[u8]) -> Option<&str> {
-        let at = self
-            .ranges
-            .partition_point(|(start, _, _)| start.as_slice() <= key);
-        let (_, end, leader) = self.ranges.get(at.checked_sub(1)?)?;
-        (end.is_empty() || key < end.as_slice()).then_some(leader.as_str())
-    }
-
-    /// Asks `via` for the routes and their leaders.
-    async fn refresh(&mut self, via: &mut Client) -> Result<(), client::Error> {
-        let mut ranges = Vec::new();
-        for route in via.routes().await?.routes {
-            let answer = via.route(&route.start).await?;
-            if !answer.leader_addr.is_empty() {
-                ranges.push((route.start, route.end, answer.leader_addr));
-            }
-        }
-        ranges.sort();
-        self.ranges = ranges;
-        self.asked = Some(Instant::now());
-        Ok(())
-    }
-
-    /// The client to send `key`'s request to: its leader's, or `fallback`.
-    async fn client_for(&mut self, key: &[u8], fallback: &mut Client) -> Client {
-        let stale = self.asked.is_none_or(|t| t.elapsed() > ROUTES_MAX_AGE);
-        if stale && self.refresh(fallback).await.is_err() {
-            // Keep the old answer (or none) and try again after the next period.
-            self.asked = Some(Instant::now());
-        }
-        let Some(leader) = self.leader_of(key).map(str::to_string) else {
-            return fallback.clone();
-        };
-        if let Some(client) = self.clients.get(&leader) {
-            return client.clone();
-        }
-        match Client::connect(&leader).await {
-            Ok(client) => {
-                self.clients.insert(leader, client.clone());
-                client
-            }
-            Err(_) => fallback.clone(),
-        }
-    }
 }
 
 #[async_trait]
@@ -174,41 +108,30 @@ impl Connector for ElasticKvConnector {
         let client = Client::connect(endpoint)
             .await
             .map_err(|e| OpError::new("Connect", e.to_string()))?;
+        let client = if self.leader_routing {
+            client.with_leader_routing()
+        } else {
+            client
+        };
         Ok(Box::new(ElasticKv {
             client,
             raw: self.raw,
-            router: self
-                .leader_routing
-                .then(|| Arc::new(tokio::sync::Mutex::new(Router::default()))),
         }))
     }
 }
 
 /// One elastickv connection (a [`Client`]: a tonic channel, HTTP/2), and with leader
-/// routing one more to each leader.
+/// routing one more to each leader ([`Client::with_leader_routing`]).
 #[derive(Debug, Clone)]
 pub struct ElasticKv {
     client: Client,
     raw: bool,
-    router: Option<Arc<tokio::sync::Mutex<Router>>>,
 }
 
 impl ElasticKv {
     /// A target over an existing client.
     pub fn new(client: Client, raw: bool) -> ElasticKv {
-        ElasticKv {
-            client,
-            raw,
-            router: None,
-        }
-    }
-
-    /// The client for a single-key request on `key`.
-    async fn single(&mut self, key: &[u8]) -> Client {
-        match &self.router {
-            Some(router) => router.lock().await.client_for(key, &mut self.client).await,
-            None => self.client.clone(),
-        }
+        ElasticKv { client, raw }
     }
 }
 
@@ -228,20 +151,18 @@ pub fn status_error(status: tonic::Status) -> OpError {
 #[async_trait]
 impl Target for ElasticKv {
     async fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, OpError> {
-        let mut client = self.single(key).await;
         if self.raw {
-            client.raw_get(key).await.map_err(op_error)
+            self.client.raw_get(key).await.map_err(op_error)
         } else {
-            client.get(key).await.map_err(op_error)
+            self.client.get(key).await.map_err(op_error)
         }
     }
 
     async fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), OpError> {
-        let mut client = self.single(key).await;
         if self.raw {
-            client.raw_put(key, value).await.map_err(op_error)?;
+            self.client.raw_put(key, value).await.map_err(op_error)?;
         } else {
-            client.put(key, value).await.map_err(op_error)?;
+            self.client.put(key, value).await.map_err(op_error)?;
         }
         Ok(())
     }
@@ -283,35 +204,5 @@ impl Target for ElasticKv {
 
     fn share(&self) -> Box<dyn Target> {
         Box::new(self.clone())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_router_finds_the_leader_of_a_key_range() {
-        let router = Router {
-            ranges: vec![
-                (Vec::new(), b"i".to_vec(), "a:1".into()),
-                (b"i".to_vec(), b"r".to_vec(), "b:2".into()),
-                (b"r".to_vec(), Vec::new(), "c:3".into()),
-            ],
-            ..Router::default()
-        };
-        assert_eq!(router.leader_of(b""), Some("a:1"));
-        assert_eq!(router.leader_of(b"hzz"), Some("a:1"));
-        assert_eq!(router.leader_of(b"i"), Some("b:2"));
-        assert_eq!(router.leader_of(b"q\xff"), Some("b:2"));
-        assert_eq!(router.leader_of(b"r"), Some("c:3"));
-        assert_eq!(router.leader_of(b"\xff\xff"), Some("c:3"));
-        let gap = Router {
-            ranges: vec![(b"m".to_vec(), b"p".to_vec(), "b:2".into())],
-            ..Router::default()
-        };
-        assert_eq!(gap.leader_of(b"a"), None, "before every range");
-        assert_eq!(gap.leader_of(b"p"), None, "after the last range's end");
-        assert_eq!(Router::default().leader_of(b"k"), None);
     }
 }
