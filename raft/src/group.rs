@@ -96,6 +96,9 @@ pub struct Group<E: MvccEngine, A: Applier<E>> {
     reads: Arc<ReadBatcher>,
     proposals: Arc<ProposalBatcher>,
     config: GroupConfig,
+    /// A replica that restarts with a vote refuses to vote before this instant (see
+    /// [`Group::leader_lease`]); `None` for one that started without a vote.
+    votes_from: Option<std::time::Instant>,
     _applier: PhantomData<fn() -> A>,
 }
 
@@ -155,6 +158,13 @@ impl<E: MvccEngine, A: Applier<E>> Group<E, A> {
             shared_log,
         )
         .await?;
+        // A replica that voted before (a restart) does not vote again for a lease: see
+        // `Group::leader_lease`.
+        let had_vote = openraft::storage::RaftLogStorage::read_vote(&mut log)
+            .await
+            .map_err(|e| stopped(id, openraft::error::Fatal::StorageError(e)))?
+            .is_some();
+        let votes_from = had_vote.then(|| std::time::Instant::now() + config.election_timeout_max);
         // The last entry this replica holds as it starts: see `ReadBatcher::new`.
         let last_log_at_start = openraft::storage::RaftLogStorage::get_log_state(&mut log)
             .await
@@ -212,8 +222,20 @@ impl<E: MvccEngine, A: Applier<E>> Group<E, A> {
                 pipeline: config.proposal_pipeline,
             })),
             config,
+            votes_from,
             _applier: PhantomData,
         })
+    }
+
+    /// How long after a quorum acknowledged this node's leadership (counted from
+    /// before the acknowledged messages were sent) no other leader can be elected: a
+    /// follower that heard from its leader refuses votes for the longest election
+    /// timeout (openraft's leader lease), and a replica that restarts refuses votes for
+    /// as long after it starts, having forgotten when it last heard from its leader.
+    /// A quorum confirmed at `t` leaves no room for another leader before `t` plus this,
+    /// provided the nodes' clocks run at about the same rate.
+    pub fn leader_lease(&self) -> Duration {
+        self.config.election_timeout_max
     }
 
     /// The group's id.
@@ -462,6 +484,16 @@ impl<E: MvccEngine, A: Applier<E>> Group<E, A> {
                 encode(&reply)
             }
             RpcKind::Vote => {
+                if self
+                    .votes_from
+                    .is_some_and(|from| std::time::Instant::now() < from)
+                {
+                    // Restarted: this replica may have acknowledged a leader's lease it
+                    // no longer remembers (see `leader_lease`).
+                    return encode(&Err::<(), _>(RemoteFailure::Raft(
+                        "restarted less than a leader lease ago: not voting yet".into(),
+                    )));
+                }
                 let reply = match decode(body) {
                     Ok(request) => self.raft.vote(request).await.map_err(|e| raft_failure(&e)),
                     Err(e) => Err(e),
@@ -498,5 +530,67 @@ impl<E: MvccEngine, A: Applier<E>> Group<E, A> {
                 encode(&reply)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use elastickv_engine_mem::MemEngine;
+    use openraft::raft::{VoteRequest, VoteResponse};
+
+    use super::*;
+    use crate::inproc::InProcessNetwork;
+    use crate::{LogStorage, RaftNode, TxnApplier, Vote};
+
+    type Reply = std::result::Result<VoteResponse<NodeId>, RemoteFailure>;
+
+    async fn vote(group: &Group<MemEngine, TxnApplier<MemEngine>>, term: u64) -> Reply {
+        let request = VoteRequest::<NodeId>::new(Vote::new(term, 2), None);
+        let reply = group.handle_rpc(RpcKind::Vote, &encode(&request)).await;
+        decode::<Reply>(&reply).expect("a reply")
+    }
+
+    /// A replica that restarts with a vote (it may have acknowledged a leader's lease
+    /// it no longer remembers) refuses to vote for a lease after it starts; a replica
+    /// that never voted votes at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restarted_replica_does_not_vote_for_a_lease() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let net = InProcessNetwork::new();
+        let config = GroupConfig {
+            heartbeat_interval: Duration::from_millis(50),
+            election_timeout_min: Duration::from_millis(300),
+            election_timeout_max: Duration::from_millis(600),
+            log_storage: LogStorage::Engine,
+            ..GroupConfig::default()
+        };
+        let engine = Arc::new(MemEngine::new());
+        let start = || async {
+            let node = Arc::new(RaftNode::new(1, dir.path(), net.transport(1)));
+            let applier = Arc::new(TxnApplier::new(Arc::clone(&engine)));
+            let group = node
+                .start_group(0, Arc::clone(&engine), applier, config.clone())
+                .await
+                .expect("start the group");
+            (node, group)
+        };
+        let (node, group) = start().await;
+        let fresh = vote(&group, 5).await.expect("a fresh replica answers");
+        assert!(fresh.vote_granted, "{fresh:?}");
+        node.shutdown().await.expect("shutdown");
+
+        let (node, group) = start().await;
+        assert_eq!(group.leader_lease(), config.election_timeout_max);
+        let refused = vote(&group, 6).await;
+        match &refused {
+            Err(RemoteFailure::Raft(message)) => {
+                assert!(message.contains("not voting"), "{message}");
+            }
+            other => panic!("a restarted replica voted: {other:?}"),
+        }
+        tokio::time::sleep(config.election_timeout_max).await;
+        let later = vote(&group, 7).await.expect("it answers after the lease");
+        assert!(later.vote_granted, "{later:?}");
+        node.shutdown().await.expect("shutdown");
     }
 }

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use elastickv_engine_api::{EngineError, KeyRange, KvPair, MvccEngine, Timestamp};
@@ -322,6 +322,11 @@ pub struct Cluster<E: MvccEngine> {
     /// Timestamp requests made here, and the oracle calls they became.
     tso_requests: AtomicU64,
     tso_calls: AtomicU64,
+    /// The default group's term and the instant until which this node's leadership of
+    /// it is known (see [`Cluster::local_timestamp`]).
+    tso_lease: Mutex<Option<(u64, Instant)>>,
+    /// Quorum rounds the oracle made to confirm its leadership.
+    tso_leadership_checks: AtomicU64,
 }
 
 /// A request for `count` timestamps and where its first goes.
@@ -400,6 +405,8 @@ impl<E: MvccEngine> Cluster<E> {
             me: me.clone(),
             tso_requests: AtomicU64::new(0),
             tso_calls: AtomicU64::new(0),
+            tso_lease: Mutex::new(None),
+            tso_leadership_checks: AtomicU64::new(0),
         });
         cluster.refresh_routes();
         Ok(cluster)
@@ -410,6 +417,7 @@ impl<E: MvccEngine> Cluster<E> {
         NodeCounters {
             tso_requests: self.tso_requests.load(Ordering::Relaxed),
             tso_calls: self.tso_calls.load(Ordering::Relaxed),
+            tso_leadership_checks: self.tso_leadership_checks.load(Ordering::Relaxed),
             shared_log_syncs: self.node.shared_log().map_or(0, |log| log.syncs()),
         }
     }
@@ -910,14 +918,25 @@ impl<E: MvccEngine> Cluster<E> {
         let ts = oracle.reserve(count).await?;
         // A leader that was deposed without hearing of it yet (paused, cut off) still
         // holds a window of timestamps in memory, below those its successor hands out:
-        // a read at one would miss writes acknowledged since. A quorum confirms this
-        // node still leads after the timestamps were taken, so no successor can have
+        // a read at one would miss writes acknowledged since. So this node must know it
+        // still leads after the timestamps were taken: then no successor can have
         // handed out any before the request arrived (found by the fault harness,
-        // `server/tests/faults.rs`).
-        group
-            .read_barrier()
-            .await
-            .map_err(|e| TsoError::Store(format!("leadership not confirmed: {e}")))?;
+        // `server/tests/faults.rs`). It knows while its lease holds: a quorum confirmed
+        // its leadership at `t` (a read barrier started at `t`), and no other leader can
+        // be elected before `t + leader_lease` (`Group::leader_lease`); half of that is
+        // used, a margin for clock rates and delays. Past it, a barrier confirms again
+        // and renews the lease: one quorum round per half lease, not one per call.
+        let now = Instant::now();
+        let leased = matches!(*self.tso_lease.lock(), Some((term, until)) if term == status.term && now < until);
+        if !leased {
+            let asked = Instant::now();
+            self.tso_leadership_checks.fetch_add(1, Ordering::Relaxed);
+            group
+                .read_barrier()
+                .await
+                .map_err(|e| TsoError::Store(format!("leadership not confirmed: {e}")))?;
+            *self.tso_lease.lock() = Some((status.term, asked + group.leader_lease() / 2));
+        }
         // Only timestamps handed out while still leading in the same term count.
         let after = group.status();
         if after.role != Role::Leader || after.term != status.term {

@@ -71,6 +71,9 @@ pub struct NodeCounters {
     pub tso_requests: u64,
     /// Oracle calls those requests were coalesced into.
     pub tso_calls: u64,
+    /// Quorum rounds the oracle made to confirm its leadership (one per half lease
+    /// under steady use).
+    pub tso_leadership_checks: u64,
     /// Syncs of the node's shared Raft log (each covers every group's appends queued
     /// meanwhile); 0 when the groups keep their logs elsewhere.
     pub shared_log_syncs: u64,
@@ -221,6 +224,11 @@ impl Metrics {
                 node.tso_calls,
             ),
             (
+                "elastickv_tso_leadership_checks_total",
+                "Quorum rounds the timestamp oracle made to confirm its leadership.",
+                node.tso_leadership_checks,
+            ),
+            (
                 "elastickv_raft_shared_log_syncs_total",
                 "Syncs of the node's shared Raft log (each covers every group's appends).",
                 node.shared_log_syncs,
@@ -309,9 +317,11 @@ mod tests {
             &NodeCounters {
                 tso_requests: 10,
                 tso_calls: 3,
+                tso_leadership_checks: 2,
                 shared_log_syncs: 7,
             },
         );
+        assert!(page.contains("elastickv_tso_leadership_checks_total 2\n"));
         assert!(page.contains("elastickv_rpc_requests_total{method=\"/RawKV/RawPut\"} 2"));
         assert!(page.contains(
             "elastickv_rpc_errors_total{method=\"/RawKV/RawPut\",code=\"InvalidArgument\"} 1"

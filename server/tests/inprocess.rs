@@ -83,6 +83,72 @@ async fn concurrent_timestamp_requests_share_oracle_calls_and_never_overlap() {
     .expect("the test exceeded its time limit");
 }
 
+/// The oracle confirms its leadership with a quorum round once per half lease, not once
+/// per call: many calls in a row make one round, and a call after the lease ran out
+/// makes another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_oracle_confirms_its_leadership_once_per_lease() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let nodes = start_three(dir.path()).await;
+        // The node that serves timestamps: the default group's leader.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let leader = loop {
+            let mut found = None;
+            for node in &nodes {
+                if node.cluster().local_timestamp(1).await.is_ok() {
+                    found = Some(node.cluster().clone());
+                    break;
+                }
+            }
+            if let Some(cluster) = found {
+                break cluster;
+            }
+            assert!(Instant::now() < deadline, "no oracle");
+            // Poll interval while the nodes elect a leader.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        // Background tasks of every node (lock resolution, GC) take timestamps too and
+        // may renew the lease meanwhile: the counts below allow for that.
+        let lease = leader
+            .node()
+            .group(0)
+            .expect("the default group")
+            .leader_lease();
+        // 200 calls one after another: a round when the lease runs out, not one a call.
+        let before = leader.counters();
+        let mut previous = 0;
+        for _ in 0..200 {
+            let ts = leader.local_timestamp(1).await.expect("a timestamp");
+            assert!(ts > previous);
+            previous = ts;
+        }
+        let checks = leader.counters().tso_leadership_checks - before.tso_leadership_checks;
+        assert!(checks <= 2, "200 calls made {checks} quorum rounds");
+        // Calls for three leases: the lease (half of `lease`) runs out and is renewed
+        // about six times, each renewal one round.
+        let before = leader.counters();
+        let started = Instant::now();
+        while started.elapsed() < lease * 3 {
+            let ts = leader.local_timestamp(1).await.expect("a timestamp");
+            assert!(ts > previous);
+            previous = ts;
+            // Pace: about 50 calls per lease.
+            tokio::time::sleep(lease / 50).await;
+        }
+        let checks = leader.counters().tso_leadership_checks - before.tso_leadership_checks;
+        assert!(
+            (2..=8).contains(&checks),
+            "calls over three leases made {checks} quorum rounds"
+        );
+        for node in nodes {
+            node.shutdown().await;
+        }
+    })
+    .await
+    .expect("the test exceeded its time limit");
+}
+
 async fn start_three(dir: &std::path::Path) -> Vec<RunningNode<MemEngine>> {
     let addrs: Vec<String> = (0..3)
         .map(|_| format!("127.0.0.1:{}", free_port()))
