@@ -388,6 +388,19 @@ impl<E: MvccEngine, A: Applier<E>> Group<E, A> {
         self.change_voters(voters).await
     }
 
+    /// Whether this node leads the group in `term` now, as Raft's own state says (not
+    /// the published status, which trails it a little): a vote this node granted to
+    /// another candidate shows here at once.
+    pub async fn leads_in_term(&self, term: u64) -> Result<bool> {
+        self.raft
+            .with_raft_state(move |state| {
+                state.server_state == ServerState::Leader
+                    && state.vote_ref().leader_id().term == term
+            })
+            .await
+            .map_err(|e| stopped(self.id, e))
+    }
+
     /// The group's state on this node.
     pub fn status(&self) -> GroupStatus {
         let metrics = self.raft.metrics().borrow().clone();

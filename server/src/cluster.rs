@@ -937,9 +937,14 @@ impl<E: MvccEngine> Cluster<E> {
                 .map_err(|e| TsoError::Store(format!("leadership not confirmed: {e}")))?;
             *self.tso_lease.lock() = Some((status.term, asked + group.leader_lease() / 2));
         }
-        // Only timestamps handed out while still leading in the same term count.
-        let after = group.status();
-        if after.role != Role::Leader || after.term != status.term {
+        // Only timestamps handed out while still leading in the same term count. Raft's
+        // own state, not the published status: had this node granted another candidate
+        // its vote (which the lease does not cover), it would show here already.
+        let leads = group
+            .leads_in_term(status.term)
+            .await
+            .map_err(|e| TsoError::Store(format!("leadership not confirmed: {e}")))?;
+        if !leads {
             return Err(TsoError::Store("leadership changed while serving".into()));
         }
         Ok(ts)
