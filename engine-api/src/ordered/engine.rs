@@ -1,5 +1,6 @@
 //! [`OrderedMvcc`]: the MVCC engine over any [`OrderedStore`].
 
+use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -334,6 +335,25 @@ impl<S: OrderedStore> OrderedMvcc<S> {
         Ok(())
     }
 
+    /// Commits a transaction of [`MvccEngine::write_group`], raising `last_commit_ts` to
+    /// `highest` with it.
+    fn commit_group(
+        &self,
+        mut txn: S::Write<'_>,
+        highest: Option<Timestamp>,
+        durability: Durability,
+    ) -> Result<()> {
+        let raised = match highest {
+            Some(ts) => self.raise_last_commit(&mut txn, ts)?,
+            None => None,
+        };
+        txn.commit(durability)?;
+        if let Some(ts) = raised {
+            self.last_commit_ts.fetch_max(ts, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
     /// Puts the batch's versions and raw operations into `txn` (validated already).
     fn put_batch(txn: &mut S::Write<'_>, batch: &WriteBatch<'_>) -> Result<()> {
         for mutation in batch.mutations {
@@ -548,55 +568,68 @@ impl<S: OrderedStore> MvccEngine for OrderedMvcc<S> {
         if batches.len() < 2 {
             return Ok(batches.iter().map(|batch| self.write(batch)).collect());
         }
+        // One durability for every commit of the group: the strongest asked for.
+        let durability = if batches.iter().any(|b| b.durability == Durability::Sync) {
+            Durability::Sync
+        } else {
+            Durability::Buffered
+        };
         let gate = self.writer_gate();
         let mut txn = self.store.begin_write()?;
-        let mut outcomes = Vec::with_capacity(batches.len());
+        // The batches in `txn`, from `first` on; the keys they write; their highest ts.
+        let mut first = 0;
+        let mut written: HashSet<&[u8]> = HashSet::new();
         let mut highest = None::<Timestamp>;
-        let mut durability = Durability::Buffered;
-        for batch in batches {
+        let mut outcomes = Vec::with_capacity(batches.len());
+        for (index, batch) in batches.iter().enumerate() {
             // Refusals are decided before the batch writes anything, so refusing one
             // leaves the transaction as the earlier batches made it.
             if let Err(refusal) = self.limits.check_batch(batch) {
                 outcomes.push(Err(refusal));
                 continue;
             }
-            match Self::check_conflicts(&txn, batch) {
-                Ok(()) => {}
+            // Not every store's write transaction reads its own writes (RocksDB's does
+            // not): a check of a key an earlier batch of this transaction wrote first
+            // commits what is there, so that the check sees it.
+            let checks_written = batch.conflict_start_ts.is_some()
+                && batch
+                    .mutations
+                    .iter()
+                    .map(|m| m.key())
+                    .chain(batch.read_set.iter().map(Vec::as_slice))
+                    .any(|key| written.contains(key));
+            if checks_written {
+                self.commit_group(txn, highest, durability)?;
+                txn = self.store.begin_write()?;
+                first = index;
+                written.clear();
+                highest = None;
+            }
+            let failed = match Self::check_conflicts(&txn, batch) {
+                Ok(()) => Self::put_batch(&mut txn, batch).is_err(),
                 Err(conflict @ EngineError::WriteConflict { .. }) => {
                     outcomes.push(Err(conflict));
                     continue;
                 }
-                Err(_) => {
-                    // A read failed: leave the group and let `write` report it where
-                    // it belongs (the transaction is dropped, so nothing was written).
-                    drop(txn);
-                    drop(gate);
-                    return Ok(batches.iter().map(|batch| self.write(batch)).collect());
-                }
-            }
-            if Self::put_batch(&mut txn, batch).is_err() {
-                // This batch may be half in the transaction: drop it all and write
-                // one batch at a time, so each error lands on its own batch.
+                Err(_) => true,
+            };
+            if failed {
+                // A read or write failed, and this batch may be half in the transaction:
+                // drop the transaction (nothing of it was written) and write its batches
+                // one at a time, so each error lands on its own batch.
                 drop(txn);
                 drop(gate);
-                return Ok(batches.iter().map(|batch| self.write(batch)).collect());
+                outcomes.truncate(first);
+                outcomes.extend(batches[first..].iter().map(|batch| self.write(batch)));
+                return Ok(outcomes);
             }
+            written.extend(batch.mutations.iter().map(|m| m.key()));
             if !batch.mutations.is_empty() {
                 highest = highest.max(Some(batch.commit_ts));
             }
-            if batch.durability == Durability::Sync {
-                durability = Durability::Sync;
-            }
             outcomes.push(Ok(()));
         }
-        let raised = match highest {
-            Some(ts) => self.raise_last_commit(&mut txn, ts)?,
-            None => None,
-        };
-        txn.commit(durability)?;
-        if let Some(ts) = raised {
-            self.last_commit_ts.fetch_max(ts, Ordering::SeqCst);
-        }
+        self.commit_group(txn, highest, durability)?;
         Ok(outcomes)
     }
 
