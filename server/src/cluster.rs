@@ -68,6 +68,8 @@ pub struct ClusterConfig {
     pub initial_members: BTreeMap<NodeId, String>,
     /// Raft timing and batching.
     pub raft: GroupConfig,
+    /// Raft messages on one stream per peer (else one unary call each).
+    pub raft_stream: bool,
     /// Attempts of a call to a group's leader.
     pub forward_attempts: u32,
     /// Timeout of one forwarded call.
@@ -377,7 +379,11 @@ impl<E: MvccEngine> Cluster<E> {
         }
         Routes::initial(&config.groups, &config.split_keys).map_err(RaftError::Config)?;
         let peers = Arc::new(Peers::from_ip(config.peer_source_ip));
-        let transport = Arc::new(GrpcTransport::new(Arc::clone(&peers)));
+        let transport = Arc::new(if config.raft_stream {
+            GrpcTransport::new(Arc::clone(&peers))
+        } else {
+            GrpcTransport::unary(Arc::clone(&peers))
+        });
         let node = Arc::new(Node::new(
             config.node_id,
             config.data_dir.clone(),

@@ -27,6 +27,8 @@ fn route_pb(route: &Route) -> pb::Route {
 /// The cluster services of one node.
 pub struct ClusterApi<E: MvccEngine> {
     cluster: Arc<Cluster<E>>,
+    /// Turns true when the node stops: peers' Raft streams end then.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl<E: MvccEngine> std::fmt::Debug for ClusterApi<E> {
@@ -39,14 +41,15 @@ impl<E: MvccEngine> Clone for ClusterApi<E> {
     fn clone(&self) -> Self {
         ClusterApi {
             cluster: Arc::clone(&self.cluster),
+            stopping: self.stopping.clone(),
         }
     }
 }
 
 impl<E: MvccEngine> ClusterApi<E> {
-    /// The services over `cluster`.
-    pub fn new(cluster: Arc<Cluster<E>>) -> Self {
-        ClusterApi { cluster }
+    /// The services over `cluster`; `stopping` turns true when the node stops.
+    pub fn new(cluster: Arc<Cluster<E>>, stopping: tokio::sync::watch::Receiver<bool>) -> Self {
+        ClusterApi { cluster, stopping }
     }
 
     fn group(
@@ -304,6 +307,19 @@ impl<E: MvccEngine> Admin for ClusterApi<E> {
 
 #[tonic::async_trait]
 impl<E: MvccEngine> Internal for ClusterApi<E> {
+    type RaftStreamStream = crate::raft_stream::Answers;
+
+    async fn raft_stream(
+        &self,
+        request: Request<tonic::Streaming<pb::RaftCall>>,
+    ) -> Result<Response<Self::RaftStreamStream>, Status> {
+        Ok(Response::new(crate::raft_stream::serve(
+            Arc::clone(self.cluster.node()),
+            request.into_inner(),
+            self.stopping.clone(),
+        )))
+    }
+
     async fn raft(
         &self,
         request: Request<pb::RaftMessage>,

@@ -78,6 +78,11 @@ pub struct NodeOptions {
     /// moves each group's log when the node next starts.
     #[arg(long, value_name = "shared|group|engine")]
     pub raft_log: Option<String>,
+    /// How Raft messages travel to other nodes: `stream` (one long-lived gRPC stream
+    /// per peer for every group's messages; snapshot chunks and requests over 256 KiB
+    /// go as unary calls) or `unary` (one gRPC call per message) [default: stream].
+    #[arg(long, value_name = "stream|unary")]
+    pub raft_transport: Option<String>,
 }
 
 macro_rules! merge_fields {
@@ -117,7 +122,8 @@ impl NodeOptions {
             max_value_bytes,
             max_scan_limit,
             gc_retention_secs,
-            raft_log
+            raft_log,
+            raft_transport
         )
     }
 
@@ -205,6 +211,15 @@ impl NodeOptions {
                     .into(),
             );
         }
+        let raft_stream = match self.raft_transport.as_deref() {
+            None | Some("stream") => true,
+            Some("unary") => false,
+            Some(other) => {
+                return Err(format!(
+                    "--raft-transport {other:?} is not one of stream, unary"
+                ))
+            }
+        };
         let raft = GroupConfig {
             log_storage,
             heartbeat_interval: heartbeat,
@@ -247,6 +262,7 @@ impl NodeOptions {
                 split_keys,
                 initial_members,
                 raft,
+                raft_stream,
                 forward_attempts: 3,
                 forward_timeout: Duration::from_secs(5),
                 forward_backoff: Duration::from_millis(50),
@@ -378,6 +394,19 @@ mod tests {
         let e = storage("engine = \"mem\"\nraft_log = \"group\"").unwrap_err();
         assert!(e.contains("--engine mem"), "{e}");
         assert!(storage("engine = \"mem\"\nraft_log = \"engine\"").is_ok());
+    }
+
+    #[test]
+    fn the_raft_transport_is_chosen_by_name_and_checked() {
+        let streams = |text: &str| {
+            let o: NodeOptions = toml::from_str(&format!("id = 1\n{text}")).unwrap();
+            o.settings().map(|s| s.cluster.raft_stream)
+        };
+        assert_eq!(streams(""), Ok(true), "the default");
+        assert_eq!(streams("raft_transport = \"stream\""), Ok(true));
+        assert_eq!(streams("raft_transport = \"unary\""), Ok(false));
+        let e = streams("raft_transport = \"udp\"").unwrap_err();
+        assert!(e.contains("\"udp\"") && e.contains("stream, unary"), "{e}");
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod engines;
 pub mod metrics;
 pub mod pb;
 pub mod peers;
+pub mod raft_stream;
 pub mod routes;
 pub mod run;
 pub mod status;

@@ -1,8 +1,10 @@
 //! Connections to other nodes (one lazily connected gRPC channel per address, shared by
-//! every group and every kind of call) and the gRPC Raft transport built on them.
+//! every group and every kind of call) and the gRPC Raft transport built on them (one
+//! Raft stream per peer, [`crate::raft_stream`], over the same connection).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,6 +14,7 @@ use tonic::transport::Endpoint;
 
 use crate::pb::cluster::internal_client::InternalClient;
 use crate::pb::cluster::RaftMessage;
+use crate::raft_stream::{streamable, RaftStream, Sent};
 use crate::whole_body::{whole_body, WholeBodyChannel};
 
 /// The largest message exchanged between nodes (snapshot chunks, big values).
@@ -73,23 +76,50 @@ fn client(channel: WholeBodyChannel) -> InternalClient<WholeBodyChannel> {
         .max_encoding_message_size(MAX_INTERNAL_MESSAGE)
 }
 
-/// The Raft transport over gRPC: every Raft RPC of every group is one unary
-/// `Internal.Raft` call carrying the group id, its kind and the encoded body.
+/// The Raft transport over gRPC: every Raft RPC of every group goes to its target node
+/// on the node's Raft stream ([`crate::raft_stream`]), or as one unary `Internal.Raft`
+/// call (snapshot chunks, large requests, peers without streams, or streams turned off).
+/// Either way the call carries the group id, its kind and the encoded body.
 #[derive(Debug)]
 pub struct GrpcTransport {
-    peers: std::sync::Arc<Peers>,
+    peers: Arc<Peers>,
+    /// The stream to each peer address; `None`: every call is unary.
+    streams: Option<parking_lot::Mutex<HashMap<String, Arc<RaftStream>>>>,
 }
 
 impl GrpcTransport {
-    /// A transport over these connections.
-    pub fn new(peers: std::sync::Arc<Peers>) -> Self {
-        GrpcTransport { peers }
+    /// A transport over these connections, with a Raft stream to each peer.
+    pub fn new(peers: Arc<Peers>) -> Self {
+        GrpcTransport {
+            peers,
+            streams: Some(parking_lot::Mutex::default()),
+        }
     }
-}
 
-#[async_trait]
-impl Transport for GrpcTransport {
-    async fn send(
+    /// A transport that sends every Raft RPC as a unary call.
+    pub fn unary(peers: Arc<Peers>) -> Self {
+        GrpcTransport {
+            peers,
+            streams: None,
+        }
+    }
+
+    /// The usable stream to `addr`, opened when there is none.
+    fn stream(&self, target: NodeId, addr: &str) -> Result<Option<Arc<RaftStream>>, String> {
+        let Some(streams) = &self.streams else {
+            return Ok(None);
+        };
+        let mut streams = streams.lock();
+        if let Some(stream) = streams.get(addr).filter(|s| !s.is_spent()) {
+            return Ok(Some(Arc::clone(stream)));
+        }
+        let channel = self.peers.channel(addr)?.into_inner();
+        let stream = Arc::new(RaftStream::open(target, channel));
+        streams.insert(addr.to_string(), Arc::clone(&stream));
+        Ok(Some(stream))
+    }
+
+    async fn unary_call(
         &self,
         target: NodeId,
         addr: &str,
@@ -121,6 +151,33 @@ impl Transport for GrpcTransport {
                 status.code(),
                 status.message()
             ))),
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for GrpcTransport {
+    async fn send(
+        &self,
+        target: NodeId,
+        addr: &str,
+        request: RaftRequest,
+    ) -> Result<Vec<u8>, TransportError> {
+        if !streamable(&request) {
+            return self.unary_call(target, addr, request).await;
+        }
+        let stream = self
+            .stream(target, addr)
+            .map_err(|reason| TransportError::Unreachable {
+                node: target,
+                reason,
+            })?;
+        let Some(stream) = stream else {
+            return self.unary_call(target, addr, request).await;
+        };
+        match stream.call(request).await {
+            Sent::Answered(answer) => answer,
+            Sent::Unsupported(request) => self.unary_call(target, addr, request).await,
         }
     }
 }

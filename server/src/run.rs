@@ -184,7 +184,7 @@ where
         },
     );
     let public = PublicApi::new(Arc::clone(&cluster), coordinator.clone(), settings.limits);
-    let internal = ClusterApi::new(Arc::clone(&cluster));
+    let internal = ClusterApi::new(Arc::clone(&cluster), shutdown_rx.clone());
     let max = settings.max_message_bytes;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();

@@ -42,6 +42,11 @@ impl<S> WholeBody<S> {
     pub fn new(inner: S) -> Self {
         WholeBody { inner }
     }
+
+    /// The wrapped service (for streaming calls, whose bodies must not be collected).
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl<S, RB> Service<http::Request<Body>> for WholeBody<S>

@@ -230,7 +230,16 @@ async fn three_nodes_serve_writes_and_reads_through_any_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_each_groups_leader_loses_no_acknowledged_write() {
     bounded(async {
-        let mut cluster = TestCluster::start(3, ENGINE).await;
+        // Node 3 sends its Raft messages as unary calls, the others on streams: both
+        // kinds meet, and the streams to a killed node break and are opened again.
+        let mut cluster = TestCluster::start_with(3, ENGINE, |id| {
+            if id == 3 {
+                vec!["--raft-transport".into(), "unary".into()]
+            } else {
+                Vec::new()
+            }
+        })
+        .await;
         let mut acked: BTreeMap<String, String> = BTreeMap::new();
         let mut next = 0usize;
         for group in 0..3u64 {

@@ -111,6 +111,15 @@ fn node_args(id: u64, addr: &str, dir: &std::path::Path, engine: &str) -> Vec<St
 impl TestCluster {
     /// Starts `n` nodes forming a cluster and waits until every group serves.
     pub async fn start(n: u64, engine: &str) -> TestCluster {
+        Self::start_with(n, engine, |_| Vec::new()).await
+    }
+
+    /// Like [`TestCluster::start`], node `id` with the flags `extra(id)` added.
+    pub async fn start_with(
+        n: u64,
+        engine: &str,
+        extra: impl Fn(u64) -> Vec<String>,
+    ) -> TestCluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let addrs: BTreeMap<u64, String> = (1..=n)
             .map(|id| (id, format!("127.0.0.1:{}", free_port())))
@@ -124,6 +133,7 @@ impl TestCluster {
         for (id, addr) in &addrs {
             let mut args = node_args(*id, addr, dir.path(), engine);
             args.extend(["--initial-cluster".into(), members.clone()]);
+            args.extend(extra(*id));
             let mut proc = Proc {
                 id: *id,
                 addr: addr.clone(),
