@@ -11,6 +11,13 @@ use elastickv_server::config::NodeOptions;
 use elastickv_server::run::{start_node, NodeSettings};
 use elastickv_server::with_engine;
 
+/// The C library's malloc took about a tenth of a loaded node's CPU time (`malloc`,
+/// `free`, consolidation of its bins); mimalloc's thread-local free lists cost less
+/// (docs/benchmarks.md). Off without the `mimalloc` feature.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "elastickv",
