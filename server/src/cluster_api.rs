@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use elastickv_engine_api::MvccEngine;
-use elastickv_raft::{RaftRequest, Role, RpcKind};
+use elastickv_raft::Role;
 use elastickv_txn::GroupId;
 use tonic::{Request, Response, Status};
 
@@ -324,19 +324,9 @@ impl<E: MvccEngine> Internal for ClusterApi<E> {
         &self,
         request: Request<pb::RaftMessage>,
     ) -> Result<Response<pb::RaftReply>, Status> {
-        let m = request.into_inner();
-        let kind = RpcKind::from_code(m.kind)
-            .ok_or_else(|| Status::invalid_argument(format!("unknown Raft RPC kind {}", m.kind)))?;
-        let body = self
-            .cluster
-            .node()
-            .handle(RaftRequest {
-                from: m.from,
-                group: m.group_id,
-                kind,
-                body: m.body,
-            })
-            .await;
+        let request = crate::raft_stream::from_message(request.into_inner())
+            .map_err(Status::invalid_argument)?;
+        let body = self.cluster.node().handle(request).await;
         Ok(Response::new(pb::RaftReply { body }))
     }
 

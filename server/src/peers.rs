@@ -13,8 +13,7 @@ use parking_lot::RwLock;
 use tonic::transport::Endpoint;
 
 use crate::pb::cluster::internal_client::InternalClient;
-use crate::pb::cluster::RaftMessage;
-use crate::raft_stream::{streamable, RaftStream, Sent};
+use crate::raft_stream::{streamable, to_message, RaftStream, Sent};
 use crate::whole_body::{whole_body, WholeBodyChannel};
 
 /// The largest message exchanged between nodes (snapshot chunks, big values).
@@ -132,13 +131,7 @@ impl GrpcTransport {
                     node: target,
                     reason,
                 })?;
-        let message = RaftMessage {
-            from: request.from,
-            group_id: request.group,
-            kind: request.kind.code(),
-            body: request.body,
-        };
-        match client.raft(message).await {
+        match client.raft(to_message(request)).await {
             Ok(reply) => Ok(reply.into_inner().body),
             Err(status) if status.code() == tonic::Code::Unavailable => {
                 Err(TransportError::Unreachable {

@@ -47,6 +47,28 @@ pub fn streamable(request: &RaftRequest) -> bool {
     request.kind != RpcKind::InstallSnapshot && request.body.len() <= STREAM_MAX_BODY
 }
 
+/// The wire form of `request`.
+pub fn to_message(request: RaftRequest) -> RaftMessage {
+    RaftMessage {
+        from: request.from,
+        group_id: request.group,
+        kind: request.kind.code(),
+        body: request.body,
+    }
+}
+
+/// The request a received message carries, or why it carries none.
+pub fn from_message(m: RaftMessage) -> Result<RaftRequest, String> {
+    let kind =
+        RpcKind::from_code(m.kind).ok_or_else(|| format!("unknown Raft RPC kind {}", m.kind))?;
+    Ok(RaftRequest {
+        from: m.from,
+        group: m.group_id,
+        kind,
+        body: m.body,
+    })
+}
+
 /// Where a stream stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Phase {
@@ -178,12 +200,7 @@ impl RaftStream {
         };
         let call = pb::RaftCall {
             id,
-            message: Some(RaftMessage {
-                from: request.from,
-                group_id: request.group,
-                kind: request.kind.code(),
-                body: request.body,
-            }),
+            message: Some(to_message(request)),
         };
         if self.outbound.send(call).is_err() {
             return Sent::Answered(Err(self.unreachable("the stream closed".into())));
@@ -320,21 +337,17 @@ async fn answer<S: RaftService + ?Sized>(service: &S, call: pb::RaftCall) -> pb:
             error: "a Raft call without a message".into(),
         };
     };
-    let Some(kind) = RpcKind::from_code(m.kind) else {
-        return pb::RaftAnswer {
-            id,
-            body: Vec::new(),
-            error: format!("unknown Raft RPC kind {}", m.kind),
-        };
+    let request = match from_message(m) {
+        Ok(request) => request,
+        Err(error) => {
+            return pb::RaftAnswer {
+                id,
+                body: Vec::new(),
+                error,
+            }
+        }
     };
-    let body = service
-        .handle(RaftRequest {
-            from: m.from,
-            group: m.group_id,
-            kind,
-            body: m.body,
-        })
-        .await;
+    let body = service.handle(request).await;
     pb::RaftAnswer {
         id,
         body,
@@ -408,15 +421,8 @@ mod tests {
             request: Request<RaftMessage>,
         ) -> Result<Response<pb::RaftReply>, Status> {
             self.unary_calls.fetch_add(1, Ordering::SeqCst);
-            let m = request.into_inner();
-            let body = Echo
-                .handle(RaftRequest {
-                    from: m.from,
-                    group: m.group_id,
-                    kind: RpcKind::from_code(m.kind).expect("a known kind"),
-                    body: m.body,
-                })
-                .await;
+            let request = from_message(request.into_inner()).expect("a known kind");
+            let body = Echo.handle(request).await;
             Ok(Response::new(pb::RaftReply { body }))
         }
 
