@@ -23,7 +23,8 @@
 //!
 //! **Group commit.** Callers ([`GroupLog::append`], [`GroupLog::truncate`]) queue their
 //! operation and block. The first caller that finds no commit running becomes the
-//! committer: it takes every queued operation, checks each against the group's log,
+//! committer: it yields its CPU once (so that other groups' callers woken by the same
+//! burst of messages can queue theirs), then takes every queued operation, checks each against the group's log,
 //! encodes their records into one buffer, writes it with one `pwrite` and syncs once
 //! (`sync_data`; `sync_all` for a segment's first records), then updates the in-memory
 //! index and wakes the callers. A failed write or sync poisons the log: every later
@@ -454,8 +455,12 @@ impl SharedLog {
                 continue;
             }
             queue.0.committing = true;
-            let ops = std::mem::take(&mut queue.0.ops);
+            // Give the other groups' log threads, which may be about to queue theirs
+            // (a leader replicates every group at about the same time), one chance to
+            // join this sync before it starts.
             drop(queue);
+            std::thread::yield_now();
+            let ops = std::mem::take(&mut self.queue.lock().0.ops);
             self.commit(ops);
             queue = self.queue.lock();
             queue.0.committing = false;
