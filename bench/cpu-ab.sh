@@ -103,6 +103,16 @@ ekv_syncs() {
 }
 no_syncs() { echo -; }
 
+wait_for() { # WHAT COMMAND...: retries COMMAND for up to 20 s
+  local what=$1 tries=0
+  shift
+  until "$@" >/dev/null 2>&1; do
+    tries=$((tries + 1))
+    [ "$tries" -lt 100 ] || { echo "cpu-ab: $what did not come up; see $WORK_DIR" >&2; exit 1; }
+    sleep 0.2
+  done
+}
+
 run_elastickv() { # NAME BINARY FLAGS
   local name=$1 bin=$2 flags=$3 i members="" endpoints=""
   rm -rf "$WORK_DIR/ekv"
@@ -118,13 +128,7 @@ run_elastickv() { # NAME BINARY FLAGS
       --log warn $flags >"$WORK_DIR/$name-node$i.log" 2>&1 &
     PIDS+=($!)
   done
-  local tries=0
-  until "$bin" status --addr "127.0.0.1:$BASE_PORT" >/dev/null 2>&1 &&
-    "$LOAD" --endpoints "$endpoints" -w put -c 1 --ops 10 --leader-routing >/dev/null 2>&1; do
-    tries=$((tries + 1))
-    [ "$tries" -lt 100 ] || { echo "cpu-ab: the $name cluster did not come up; see $WORK_DIR" >&2; exit 1; }
-    sleep 0.2
-  done
+  wait_for "the $name cluster" "$LOAD" --endpoints "$endpoints" -w put -c 1 --ops 10 --leader-routing
   measure "$name" elastickv "$endpoints" ekv_syncs
   stop_all
 }
@@ -146,12 +150,7 @@ run_etcd() {
       --logger zap --log-outputs stderr --log-level warn >"$WORK_DIR/etcd-m$i.log" 2>&1 &
     PIDS+=($!)
   done
-  local tries=0
-  until curl -sf "http://127.0.0.1:$((BASE_PORT + 20))/health" >/dev/null 2>&1; do
-    tries=$((tries + 1))
-    [ "$tries" -lt 100 ] || { echo "cpu-ab: etcd did not come up; see $WORK_DIR" >&2; exit 1; }
-    sleep 0.2
-  done
+  wait_for etcd curl -sf "http://127.0.0.1:$((BASE_PORT + 20))/health"
   measure etcd etcd "$endpoints" no_syncs
   stop_all
 }
