@@ -453,6 +453,31 @@ mod tests {
         decode(&bytes).expect("decode")
     }
 
+    /// Applies `entry` from `start` with the applier failing at command `fail_at`: the
+    /// crash in the middle of an entry.
+    fn crash_while_applying(
+        engine: &MemEngine,
+        applier: &Recording,
+        layout: &Layout,
+        entry: &Entry,
+        fail_at: u32,
+        start: ApplyState,
+    ) {
+        *applier.fail_at.lock() = Some(fail_at);
+        let crashed = apply_all(engine, applier, layout, std::slice::from_ref(entry), start);
+        assert!(crashed.is_err());
+    }
+
+    fn snapshot_store(
+        dir: &tempfile::TempDir,
+        engine: &Arc<MemEngine>,
+        layout: &Layout,
+    ) -> Arc<SnapshotStore<MemEngine>> {
+        Arc::new(
+            SnapshotStore::open(dir.path(), Arc::clone(engine), layout.clone()).expect("store"),
+        )
+    }
+
     #[test]
     fn opening_finishes_a_partly_applied_entry_from_the_log() {
         let engine = Arc::new(MemEngine::new());
@@ -471,19 +496,9 @@ mod tests {
                 Durability::Sync,
             )
             .expect("log write");
-        *applier.fail_at.lock() = Some(1);
-        let crashed = apply_all(
-            engine.as_ref(),
-            applier.as_ref(),
-            &layout,
-            std::slice::from_ref(&entry),
-            ApplyState::default(),
-        );
-        assert!(crashed.is_err());
+        crash_while_applying(&engine, &applier, &layout, &entry, 1, ApplyState::default());
         let dir = tempfile::tempdir().expect("temp dir");
-        let snapshots = Arc::new(
-            SnapshotStore::open(dir.path(), Arc::clone(&engine), layout.clone()).expect("store"),
-        );
+        let snapshots = snapshot_store(&dir, &engine, &layout);
         let machine = StateMachine::open(
             Arc::clone(&engine),
             Arc::clone(&applier),
@@ -511,23 +526,13 @@ mod tests {
             log_id: LogId::new(CommittedLeaderId::new(2, 1), 7),
             payload: EntryPayload::Normal(CommandBatch(vec![vec![1]; 3])),
         };
-        *applier.fail_at.lock() = Some(2);
-        let crashed = apply_all(
-            engine.as_ref(),
-            applier.as_ref(),
-            &layout,
-            std::slice::from_ref(&entry),
-            ApplyState::default(),
-        );
-        assert!(crashed.is_err());
+        crash_while_applying(&engine, &applier, &layout, &entry, 2, ApplyState::default());
         assert_eq!(
             StateMachine::<MemEngine, Recording>::partly_applied(&engine, &layout).unwrap(),
             Some(7)
         );
         let dir = tempfile::tempdir().expect("temp dir");
-        let snapshots = Arc::new(
-            SnapshotStore::open(dir.path(), Arc::clone(&engine), layout.clone()).expect("store"),
-        );
+        let snapshots = snapshot_store(&dir, &engine, &layout);
         // Without the entry, opening fails and names it.
         let missing = StateMachine::open(
             Arc::clone(&engine),
@@ -620,16 +625,8 @@ mod tests {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), 5),
             payload: EntryPayload::Normal(CommandBatch(vec![vec![1]; 4])),
         };
-        *applier.fail_at.lock() = Some(2);
         let start = ApplyState::complete(Some(before));
-        let crashed = apply_all(
-            &engine,
-            &applier,
-            &layout,
-            std::slice::from_ref(&entry),
-            start,
-        );
-        assert!(crashed.is_err());
+        crash_while_applying(&engine, &applier, &layout, &entry, 2, start);
         let state = stored_state(&engine, &layout);
         assert_eq!(
             state,
