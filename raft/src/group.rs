@@ -601,7 +601,11 @@ mod tests {
             }
             other => panic!("a restarted replica voted: {other:?}"),
         }
-        tokio::time::sleep(config.election_timeout_max).await;
+        // The hold ends at the instant the replica set for itself at start.
+        let hold_ends = group
+            .votes_from
+            .expect("a restarted replica holds its vote");
+        tokio::time::sleep_until(hold_ends.into()).await;
         let later = vote(&group, 7).await.expect("it answers after the lease");
         assert!(later.vote_granted, "{later:?}");
         node.shutdown().await.expect("shutdown");

@@ -418,6 +418,12 @@ impl<E: MvccEngine> Cluster<E> {
         Ok(cluster)
     }
 
+    /// When the timestamp oracle's leadership lease on this node runs out (`None`: it
+    /// holds none); past it, the next oracle call confirms leadership with a quorum.
+    pub fn tso_lease_until(&self) -> Option<Instant> {
+        self.tso_lease.lock().map(|(_, until)| until)
+    }
+
     /// The counters this layer keeps (for the metrics page).
     pub fn counters(&self) -> NodeCounters {
         NodeCounters {

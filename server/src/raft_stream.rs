@@ -369,18 +369,30 @@ mod tests {
 
     /// Body byte 0 of a request that never gets its answer.
     const NEVER: u8 = 255;
+    /// Body byte 0 of a request answered once the test releases it.
+    const HELD: u8 = 254;
 
-    /// Answers the group id followed by the body, after `body[0]` milliseconds (never
-    /// for [`NEVER`]).
-    struct Echo;
+    /// Answers the group id followed by the body: at once, never for [`NEVER`], or
+    /// once `release` has a permit for [`HELD`].
+    struct Echo {
+        release: tokio::sync::Semaphore,
+    }
+
+    impl Default for Echo {
+        fn default() -> Self {
+            Echo {
+                release: tokio::sync::Semaphore::new(0),
+            }
+        }
+    }
 
     #[async_trait]
     impl RaftService for Echo {
         async fn handle(&self, request: RaftRequest) -> Vec<u8> {
             match request.body.first().copied() {
                 Some(NEVER) => std::future::pending::<()>().await,
-                Some(ms) => tokio::time::sleep(Duration::from_millis(u64::from(ms))).await,
-                None => {}
+                Some(HELD) => self.release.acquire().await.expect("open").forget(),
+                _ => {}
             }
             let mut answer = request.group.to_le_bytes().to_vec();
             answer.extend_from_slice(&request.body);
@@ -391,6 +403,7 @@ mod tests {
     /// A peer's `Internal` service: Raft calls only, counted.
     #[derive(Clone)]
     struct Peer {
+        echo: Arc<Echo>,
         streams: bool,
         stop: watch::Receiver<bool>,
         unary_calls: Arc<AtomicUsize>,
@@ -410,7 +423,7 @@ mod tests {
                 return Err(Status::unimplemented("no streams here"));
             }
             Ok(Response::new(serve(
-                Arc::new(Echo),
+                Arc::clone(&self.echo),
                 request.into_inner(),
                 self.stop.clone(),
             )))
@@ -422,7 +435,7 @@ mod tests {
         ) -> Result<Response<pb::RaftReply>, Status> {
             self.unary_calls.fetch_add(1, Ordering::SeqCst);
             let request = from_message(request.into_inner()).expect("a known kind");
-            let body = Echo.handle(request).await;
+            let body = self.echo.handle(request).await;
             Ok(Response::new(pb::RaftReply { body }))
         }
 
@@ -478,6 +491,7 @@ mod tests {
         let addr = listener.local_addr().expect("address").to_string();
         let (stop, stop_rx) = watch::channel(false);
         let peer = Peer {
+            echo: Arc::default(),
             streams,
             stop: stop_rx.clone(),
             unary_calls: Arc::default(),
@@ -524,37 +538,32 @@ mod tests {
     async fn concurrent_calls_share_one_stream_and_each_gets_its_own_answer() {
         let peer = start_peer("127.0.0.1:0", true).await;
         let transport = Arc::new(GrpcTransport::new(Arc::new(Peers::new())));
-        // Slower calls first: their answers come back after the quicker ones'.
-        let bodies: Vec<Vec<u8>> = (0..40u8).map(|i| vec![40 - i, i, 3, 9]).collect();
-        let calls: Vec<_> = bodies
-            .iter()
-            .enumerate()
-            .map(|(i, body)| {
+        let send = |group: u64, kind: RpcKind, body: Vec<u8>| {
+            let transport = Arc::clone(&transport);
+            let addr = peer.addr.clone();
+            tokio::spawn(async move { transport.send(2, &addr, request(group, kind, body)).await })
+        };
+        // A call the peer holds: the calls after it are answered meanwhile, on the
+        // same stream, each with its own answer.
+        let held = send(100, RpcKind::AppendEntries, vec![HELD, 7]);
+        let quick: Vec<_> = (0..40u8)
+            .map(|i| {
                 let kind = if i % 2 == 0 {
                     RpcKind::AppendEntries
                 } else {
                     RpcKind::Vote
                 };
-                let transport = Arc::clone(&transport);
-                let (addr, body) = (peer.addr.clone(), body.clone());
-                tokio::spawn(async move {
-                    transport
-                        .send(2, &addr, request(i as u64, kind, body))
-                        .await
-                })
+                (i, send(u64::from(i), kind, vec![i, 3, 9]))
             })
             .collect();
-        let mut answers = Vec::new();
-        for call in calls {
-            answers.push(call.await.expect("the call's task"));
+        for (i, call) in quick {
+            let answer = call.await.expect("the call's task").expect("an answer");
+            assert_eq!(answer, echoed(u64::from(i), &[i, 3, 9]), "call {i}");
         }
-        for (i, (answer, body)) in answers.into_iter().zip(&bodies).enumerate() {
-            assert_eq!(
-                answer.expect("an answer"),
-                echoed(i as u64, body),
-                "call {i}"
-            );
-        }
+        assert!(!held.is_finished(), "the held call is still waiting");
+        peer.peer.echo.release.add_permits(1);
+        let answer = held.await.expect("the call's task").expect("an answer");
+        assert_eq!(answer, echoed(100, &[HELD, 7]));
         assert_eq!(peer.peer.streams_opened.load(Ordering::SeqCst), 1);
         assert_eq!(peer.peer.unary_calls.load(Ordering::SeqCst), 0);
         peer.stop().await;
@@ -669,20 +678,18 @@ mod tests {
             matches!(failed, Err(TransportError::Unreachable { node: 2, .. })),
             "{failed:?}"
         );
-        // The same address serves again: the next call opens a new stream.
+        // The same address serves again: the next call opens a new stream. The old
+        // connection's failure may still reach one attempt (the channel reports it
+        // once, then reconnects), so a few attempts, without pause.
         let again = start_peer(&addr, true).await;
         let mut answer = None;
-        for _ in 0..50 {
-            match transport
+        for _ in 0..3 {
+            if let Ok(a) = transport
                 .send(2, &addr, request(5, RpcKind::AppendEntries, vec![0, 5]))
                 .await
             {
-                Ok(a) => {
-                    answer = Some(a);
-                    break;
-                }
-                // The first attempt may still meet the old, closing connection.
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                answer = Some(a);
+                break;
             }
         }
         assert_eq!(
@@ -730,14 +737,14 @@ mod tests {
                 body: vec![],
             }),
         };
-        let a = answer(&Echo, unknown).await;
+        let a = answer(&Echo::default(), unknown).await;
         assert_eq!(a.id, 3);
         assert!(a.error.contains("unknown Raft RPC kind 99"), "{}", a.error);
         let empty = pb::RaftCall {
             id: 4,
             message: None,
         };
-        let a = answer(&Echo, empty).await;
+        let a = answer(&Echo::default(), empty).await;
         assert_eq!(a.id, 4);
         assert!(a.error.contains("without a message"), "{}", a.error);
         // And the caller sees it as a network error.
