@@ -14,7 +14,8 @@
 //! planned against the store they left; commands with disjoint keys cannot see each
 //! other's writes, so planning them before either is written changes nothing. The GC
 //! fence, read by prewrites and one-phase commits, is written only by
-//! `PurgeTxnRecords`, which therefore goes alone (it also scans records by range).
+//! `PurgeTxnRecords`, which therefore goes alone (it also scans records by range); the
+//! group's plans read the fence once, and again after a purge.
 
 use std::collections::HashSet;
 
@@ -22,7 +23,7 @@ use elastickv_engine_api::{Durability, EngineError, MvccEngine, RawOp, WriteBatc
 
 use crate::command::{Command, CommandOutput};
 use crate::error::TxnError;
-use crate::state_machine::Plan;
+use crate::state_machine::{Fence, Plan};
 use crate::TxnStateMachine;
 
 /// What a command's plan may read or write: `None` when that is not bounded by keys
@@ -101,11 +102,13 @@ impl<E: MvccEngine> TxnStateMachine<E> {
             (0..commands.len()).map(|_| None).collect();
         let mut pending: Vec<Pending<'_>> = Vec::new();
         let mut touched: HashSet<Vec<u8>> = HashSet::new();
+        let mut fence = Fence::default();
         for (slot, &(command, raw)) in commands.iter().enumerate() {
             let Some(tokens) = footprint(command) else {
                 self.write_pending(&mut pending, &mut outcomes, durability)?;
                 touched.clear();
                 outcomes[slot] = Some(self.apply_with(command, raw, durability));
+                fence = Fence::default();
                 continue;
             };
             if tokens.iter().any(|t| touched.contains(t)) {
@@ -113,7 +116,7 @@ impl<E: MvccEngine> TxnStateMachine<E> {
                 touched.clear();
             }
             touched.extend(tokens);
-            let plan = match self.plan(command, &limits) {
+            let plan = match self.plan(command, &limits, &fence) {
                 Ok(plan) => Some(plan),
                 Err(refusal) => {
                     outcomes[slot] = Some(Err(refusal));
@@ -145,15 +148,9 @@ impl<E: MvccEngine> TxnStateMachine<E> {
         for (index, item) in pending.iter().enumerate() {
             let batch = match &item.plan {
                 Some(plan) if plan.mutations.is_empty() && item.raw.is_empty() => continue,
-                Some(plan) => {
-                    let mut batch = WriteBatch::new(&plan.mutations, plan.ts)
-                        .with_raw(item.raw)
-                        .with_durability(durability);
-                    if let Some((start_ts, read_set)) = &plan.conflict {
-                        batch = batch.with_conflict_check(*start_ts).with_read_set(read_set);
-                    }
-                    batch
-                }
+                Some(plan) => WriteBatch::new(&plan.mutations, plan.ts)
+                    .with_raw(item.raw)
+                    .with_durability(durability),
                 None if item.raw.is_empty() => continue,
                 None => WriteBatch::raw_only(item.raw).with_durability(durability),
             };
@@ -185,17 +182,7 @@ impl<E: MvccEngine> TxnStateMachine<E> {
                 // Refused while planning: its answer is already there.
                 (None, _) => continue,
                 (Some(plan), None | Some(Ok(()))) => Ok(plan.output),
-                (Some(_), Some(Err(EngineError::WriteConflict { key, start_ts }))) => {
-                    // The key is no other pending command's: its newest version is the
-                    // store's, as it would be one command at a time.
-                    let conflict_ts = self.engine().latest_commit_ts(&key)?.unwrap_or(0);
-                    Err(TxnError::WriteConflict {
-                        key: key.get(1..).unwrap_or_default().to_vec(),
-                        start_ts,
-                        conflict_ts,
-                    })
-                }
-                (Some(_), Some(Err(other))) => Err(TxnError::from(other)),
+                (Some(_), Some(Err(refused))) => Err(TxnError::from(refused)),
             };
             outcomes[item.slot] = Some(outcome);
         }

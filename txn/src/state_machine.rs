@@ -6,11 +6,17 @@
 //! validated and checked before the write is built; a refused command writes nothing
 //! (except the caller's extra raw operations, such as Raft's applied log id, which are
 //! written even then so "what was applied" never lags behind the log).
+//!
+//! The conflict and lock checks are made while planning, and the write that follows
+//! asks the engine for no check of its own: commands are applied by one caller at a
+//! time, in order, and nothing else writes versions to a group's engine, so the store a
+//! plan was checked against is the store it is written to (in a group of commands, see
+//! [`crate::group`], every earlier command whose keys meet it is written first).
 
 use std::sync::Arc;
 
 use elastickv_engine_api::{
-    Durability, EngineError, Limits, Mutation, MvccEngine, RawOp, Timestamp, WriteBatch,
+    Durability, Limits, Mutation, MvccEngine, RawOp, Timestamp, WriteBatch,
 };
 
 use crate::command::{Command, CommandOutput};
@@ -28,8 +34,6 @@ pub(crate) struct Plan {
     pub ts: Timestamp,
     /// Engine-key mutations.
     pub mutations: Vec<Mutation>,
-    /// `Some((start_ts, read_set))`: the engine re-checks conflicts atomically.
-    pub conflict: Option<(Timestamp, Vec<Vec<u8>>)>,
     /// The command's answer once written.
     pub output: CommandOutput,
 }
@@ -39,7 +43,6 @@ impl Plan {
         Plan {
             ts,
             mutations: Vec::new(),
-            conflict: None,
             output,
         }
     }
@@ -107,10 +110,12 @@ impl<E: MvccEngine> TxnStateMachine<E> {
         durability: Durability,
     ) -> Result<CommandOutput, TxnError> {
         let limits = self.engine.limits();
-        let outcome = self.plan(command, &limits).and_then(|plan| {
-            self.write_plan(&plan, raw, durability)?;
-            Ok(plan.output)
-        });
+        let outcome = self
+            .plan(command, &limits, &Fence::default())
+            .and_then(|plan| {
+                self.write_plan(&plan, raw, durability)?;
+                Ok(plan.output)
+            });
         if outcome.is_err() && !raw.is_empty() {
             self.engine
                 .write(&WriteBatch::raw_only(raw).with_durability(durability))?;
@@ -127,27 +132,20 @@ impl<E: MvccEngine> TxnStateMachine<E> {
         if plan.mutations.is_empty() && raw.is_empty() {
             return Ok(());
         }
-        let mut batch = WriteBatch::new(&plan.mutations, plan.ts)
+        let batch = WriteBatch::new(&plan.mutations, plan.ts)
             .with_raw(raw)
             .with_durability(durability);
-        if let Some((start_ts, read_set)) = &plan.conflict {
-            batch = batch.with_conflict_check(*start_ts).with_read_set(read_set);
-        }
-        match self.engine.write(&batch) {
-            Ok(()) => Ok(()),
-            Err(EngineError::WriteConflict { key, start_ts }) => {
-                let conflict_ts = self.engine.latest_commit_ts(&key)?.unwrap_or(0);
-                Err(TxnError::WriteConflict {
-                    key: key.get(1..).unwrap_or_default().to_vec(),
-                    start_ts,
-                    conflict_ts,
-                })
-            }
-            Err(other) => Err(other.into()),
-        }
+        Ok(self.engine.write(&batch)?)
     }
 
-    pub(crate) fn plan(&self, command: &Command, limits: &Limits) -> Result<Plan, TxnError> {
+    /// Checks `command` against the store and says what it will write. `fence` holds the
+    /// GC fence once read (it changes only when a `PurgeTxnRecords` is applied).
+    pub(crate) fn plan(
+        &self,
+        command: &Command,
+        limits: &Limits,
+        fence: &Fence,
+    ) -> Result<Plan, TxnError> {
         match command {
             Command::RawBatch { ts, writes } => self.plan_raw(*ts, writes, limits),
             Command::OnePhase {
@@ -155,7 +153,7 @@ impl<E: MvccEngine> TxnStateMachine<E> {
                 commit_ts,
                 mutations,
                 read_keys,
-            } => self.plan_one_phase(*start_ts, *commit_ts, mutations, read_keys, limits),
+            } => self.plan_one_phase(*start_ts, *commit_ts, mutations, read_keys, limits, fence),
             Command::Prewrite {
                 primary,
                 start_ts,
@@ -173,6 +171,7 @@ impl<E: MvccEngine> TxnStateMachine<E> {
                     read_keys,
                 },
                 limits,
+                fence,
             ),
             Command::Commit {
                 primary,
@@ -235,20 +234,22 @@ impl<E: MvccEngine> TxnStateMachine<E> {
         mutations: &[Mutation],
         read_keys: &[Vec<u8>],
         limits: &Limits,
+        fence: &Fence,
     ) -> Result<Plan, TxnError> {
         check_txn_ts(start_ts, commit_ts)?;
         check_mutations(mutations, limits)?;
         check_keys(read_keys, limits)?;
-        self.check_fence(start_ts)?;
-        let mut read_set = Vec::new();
+        self.check_fence(start_ts, fence)?;
         for m in mutations {
             let key = m.key();
-            if let Some(lock) = self.present_lock(key)? {
+            let lock = self.newest_lock(key)?;
+            if let Some((_, Some(lock))) = &lock {
                 return Err(TxnError::Locked(Box::new(lock.info(key))));
             }
             self.check_newer(&keys::data_key(key), key, start_ts)?;
-            self.check_newer(&keys::lock_key(key), key, start_ts)?;
-            read_set.push(keys::lock_key(key));
+            if let Some((lock_ts, _)) = lock {
+                check_ts_newer(lock_ts, key, start_ts)?;
+            }
         }
         for key in read_keys {
             if let Some(lock) = self.present_lock(key)? {
@@ -257,11 +258,9 @@ impl<E: MvccEngine> TxnStateMachine<E> {
                 }
             }
             self.check_newer(&keys::data_key(key), key, start_ts)?;
-            read_set.push(keys::data_key(key));
         }
         let mut plan = Plan::new(commit_ts, CommandOutput::Applied);
         plan.mutations = mutations.iter().map(to_data_mutation).collect();
-        plan.conflict = Some((start_ts, read_set));
         Ok(plan)
     }
 
@@ -344,6 +343,19 @@ impl<E: MvccEngine> TxnStateMachine<E> {
         }
     }
 
+    /// The commit ts of the newest version of `key`'s lock key, with the lock it holds
+    /// (`None` when that version deletes it); `None` when the key was never locked.
+    /// One read where the key was never locked (the common case), two otherwise.
+    pub(crate) fn newest_lock(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<(Timestamp, Option<StoredLock>)>, TxnError> {
+        match self.engine.latest_commit_ts(&keys::lock_key(key))? {
+            None => Ok(None),
+            Some(ts) => Ok(Some((ts, self.present_lock(key)?))),
+        }
+    }
+
     /// Fails with `WriteConflict` when `engine_key` has a version newer than `start_ts`.
     pub(crate) fn check_newer(
         &self,
@@ -352,18 +364,21 @@ impl<E: MvccEngine> TxnStateMachine<E> {
         start_ts: Timestamp,
     ) -> Result<(), TxnError> {
         match self.engine.latest_commit_ts(engine_key)? {
-            Some(ts) if ts > start_ts => Err(TxnError::WriteConflict {
-                key: key.to_vec(),
-                start_ts,
-                conflict_ts: ts,
-            }),
-            _ => Ok(()),
+            Some(ts) => check_ts_newer(ts, key, start_ts),
+            None => Ok(()),
         }
     }
 
-    /// Fails with `StartTsTooOld` below the GC fence.
-    pub(crate) fn check_fence(&self, start_ts: Timestamp) -> Result<(), TxnError> {
-        let fence = self.gc_fence()?;
+    /// Fails with `StartTsTooOld` below the GC fence (read through `fence`).
+    pub(crate) fn check_fence(&self, start_ts: Timestamp, fence: &Fence) -> Result<(), TxnError> {
+        let fence = match fence.0.get() {
+            Some(known) => known,
+            None => {
+                let read = self.gc_fence()?;
+                fence.0.set(Some(read));
+                read
+            }
+        };
         if start_ts < fence {
             return Err(TxnError::StartTsTooOld { start_ts, fence });
         }
@@ -398,6 +413,27 @@ impl<E: MvccEngine> TxnStateMachine<E> {
         Ok(self.engine.get_at(&keys::meta_key(key), LATEST)?)
     }
 }
+
+/// Fails with `WriteConflict` when a version at `ts` of `key` is newer than `start_ts`.
+pub(crate) fn check_ts_newer(
+    ts: Timestamp,
+    key: &[u8],
+    start_ts: Timestamp,
+) -> Result<(), TxnError> {
+    if ts > start_ts {
+        return Err(TxnError::WriteConflict {
+            key: key.to_vec(),
+            start_ts,
+            conflict_ts: ts,
+        });
+    }
+    Ok(())
+}
+
+/// The GC fence as planning read it: read from the store at most once while it cannot
+/// change (one command, or the commands of a group up to a `PurgeTxnRecords`).
+#[derive(Debug, Default)]
+pub(crate) struct Fence(std::cell::Cell<Option<Timestamp>>);
 
 fn plan_meta(
     ts: Timestamp,

@@ -14,7 +14,7 @@ use crate::error::TxnError;
 use crate::keys::{self, check_user_key};
 use crate::lock::{LockKind, Record, StoredLock, INLINE_VALUE_LIMIT};
 use crate::state_machine::{
-    check_keys, check_mutations, check_txn_ts, check_write_ts, Plan, LATEST,
+    check_keys, check_mutations, check_ts_newer, check_txn_ts, check_write_ts, Fence, Plan, LATEST,
 };
 use crate::TxnStateMachine;
 
@@ -34,6 +34,7 @@ impl<E: MvccEngine> TxnStateMachine<E> {
         &self,
         args: &PrewriteArgs<'_>,
         limits: &Limits,
+        fence: &Fence,
     ) -> Result<Plan, TxnError> {
         let start_ts = args.start_ts;
         check_write_ts(start_ts, "start_ts")?;
@@ -43,7 +44,7 @@ impl<E: MvccEngine> TxnStateMachine<E> {
         if args.mutations.is_empty() && args.read_keys.is_empty() {
             return Err(TxnError::InvalidCommand("prewrite of no keys".into()));
         }
-        self.check_fence(start_ts)?;
+        self.check_fence(start_ts, fence)?;
         match self.record(args.primary, start_ts)? {
             Some(Record::RolledBack) => return Err(TxnError::AlreadyRolledBack { start_ts }),
             Some(Record::Committed(commit_ts)) => {
@@ -55,7 +56,6 @@ impl<E: MvccEngine> TxnStateMachine<E> {
             None => {}
         }
         let mut plan = Plan::new(start_ts, CommandOutput::Applied);
-        let mut read_set = Vec::new();
         let written: HashSet<&[u8]> = args.mutations.iter().map(Mutation::key).collect();
         let lock_only = args
             .read_keys
@@ -71,7 +71,8 @@ impl<E: MvccEngine> TxnStateMachine<E> {
             if !seen.insert(key) {
                 continue;
             }
-            if let Some(lock) = self.present_lock(key)? {
+            let newest_lock = self.newest_lock(key)?;
+            if let Some((_, Some(lock))) = &newest_lock {
                 if lock.start_ts == start_ts {
                     continue; // a repeated prewrite of this key: already done
                 }
@@ -81,7 +82,9 @@ impl<E: MvccEngine> TxnStateMachine<E> {
             // lock version means another transaction locked the key after we started,
             // and a lock written below it would be hidden from everyone reading "now".
             self.check_newer(&keys::data_key(key), key, start_ts)?;
-            self.check_newer(&keys::lock_key(key), key, start_ts)?;
+            if let Some((lock_ts, _)) = newest_lock {
+                check_ts_newer(lock_ts, key, start_ts)?;
+            }
             let mut lock = StoredLock {
                 primary: args.primary.to_vec(),
                 start_ts,
@@ -107,9 +110,7 @@ impl<E: MvccEngine> TxnStateMachine<E> {
                 None => {}
             }
             plan.put(keys::lock_key(key), lock.encode());
-            read_set.push(keys::data_key(key));
         }
-        plan.conflict = Some((start_ts, read_set));
         Ok(plan)
     }
 
