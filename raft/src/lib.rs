@@ -32,6 +32,7 @@
 #![deny(missing_docs)]
 
 mod applier;
+mod apply_thread;
 mod config;
 mod error;
 mod group;
@@ -59,7 +60,7 @@ mod types;
 pub use applier::{Applied, Applier, ApplyEntry};
 pub use config::{GroupConfig, LogStorage};
 pub use error::{RaftError, Result};
-pub use group::{Group, GroupStatus, Proposed, Role};
+pub use group::{Group, GroupStatus, Leadership, Proposed, Role};
 pub use inproc::{InProcessNetwork, InProcessTransport};
 pub use log_store::LogStore;
 pub use network::SnapshotTransfer;

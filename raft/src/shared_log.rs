@@ -64,6 +64,11 @@ const MAGIC: &[u8; 8] = b"EKVLOG\0\x02";
 const RECORD_HEADER: usize = 25;
 /// A segment stops taking new batches once it holds this many bytes.
 const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// The committer keeps its write buffer for the next batch up to this capacity. A new
+/// buffer per batch, grown record by record, cost about 8% of a follower's CPU at 256
+/// clients (reallocations, and the allocator looking for free pages on the committing
+/// thread).
+const SPARE_BUFFER_MAX: usize = 16 * 1024 * 1024;
 /// Largest payload accepted (a longer record is treated as garbage).
 const MAX_RECORD: u32 = 1 << 30;
 
@@ -282,6 +287,8 @@ pub struct SharedLog {
     /// Held while segments are removed, so removals happen oldest first.
     removing: Mutex<()>,
     syncs: AtomicU64,
+    /// The committer's write buffer, kept between batches (see [`SPARE_BUFFER_MAX`]).
+    spare: Mutex<Vec<u8>>,
 }
 
 /// [`Queue`] behind a `Debug` that does not print the operations.
@@ -375,6 +382,7 @@ impl SharedLog {
             wake: Condvar::new(),
             index: RwLock::new(index),
             removing: Mutex::new(()),
+            spare: Mutex::new(Vec::new()),
             syncs: AtomicU64::new(0),
         });
         log.remove_dead_segments()?;
@@ -520,7 +528,10 @@ impl SharedLog {
                 Some((seq, _)) => Target::New { seq: seq + 1 },
                 None => Target::New { seq: 1 },
             };
-            let mut plan = Plan::default();
+            let mut plan = Plan {
+                buf: std::mem::take(&mut *self.spare.lock()),
+                ..Plan::default()
+            };
             if matches!(target, Target::New { .. }) {
                 self.plan_copies(&index, &mut plan)?;
             }
@@ -528,6 +539,7 @@ impl SharedLog {
             (plan, target)
         };
         if plan.buf.is_empty() {
+            self.recycle(plan.buf);
             return Ok(plan.refused);
         }
         let (seq, offset, file) = match target {
@@ -577,7 +589,18 @@ impl SharedLog {
         if let Some(segment) = index.segments.get_mut(&seq) {
             segment.len = offset + plan.buf.len() as u64;
         }
+        drop(index);
+        self.recycle(plan.buf);
         Ok(plan.refused)
+    }
+
+    /// Keeps `buf` (emptied) for the next batch, unless it grew past
+    /// [`SPARE_BUFFER_MAX`].
+    fn recycle(&self, mut buf: Vec<u8>) {
+        if buf.capacity() <= SPARE_BUFFER_MAX {
+            buf.clear();
+            *self.spare.lock() = buf;
+        }
     }
 
     /// At a rollover: copies of the live entries of the oldest segment (unless it is the
@@ -712,6 +735,21 @@ enum Target {
 /// Checks each operation against the group's log (as the batch leaves it so far) and
 /// plans its records.
 fn plan_ops(index: &Index, ops: &[Op], plan: &mut Plan) {
+    // Room for every record at once, not grown (and copied) record by record.
+    let bytes: usize = ops
+        .iter()
+        .map(|op| match &op.kind {
+            OpKind::Append(entries) => {
+                RECORD_HEADER
+                    + entries
+                        .iter()
+                        .map(|(_, payload)| RECORD_HEADER + payload.len())
+                        .sum::<usize>()
+            }
+            OpKind::Truncate(_) => RECORD_HEADER,
+        })
+        .sum();
+    plan.buf.reserve(bytes);
     // Each group's (first, last) entry as the batch leaves it.
     let mut shadow: HashMap<GroupId, Option<(u64, u64)>> = HashMap::new();
     for op in ops {

@@ -17,6 +17,7 @@ use openraft::{EntryPayload, ErrorSubject, ErrorVerb, Snapshot};
 use serde::{Deserialize, Serialize};
 
 use crate::applier::{Applier, ApplyEntry};
+use crate::apply_thread::ApplyThread;
 use crate::layout::{decode, encode, Layout, Slot};
 use crate::log_store::{blocking, storage_error};
 use crate::snapshot::{SnapshotBuilder, SnapshotStore, FILE_BUFFER};
@@ -33,6 +34,8 @@ pub struct StateMachine<E: MvccEngine, A> {
     applied: Option<LogId>,
     membership: StoredMembership,
     snapshots: Arc<SnapshotStore<E>>,
+    /// Where [`StateMachine::apply`] runs (see [`crate::apply_thread`]).
+    thread: ApplyThread,
 }
 
 /// What has been applied, as stored in the raw keyspace with every apply.
@@ -142,6 +145,7 @@ impl<E: MvccEngine, A: Applier<E>> StateMachine<E, A> {
         Ok(StateMachine {
             engine,
             applier,
+            thread: ApplyThread::start("ekv-apply".to_string()),
             layout,
             applied: state.complete,
             membership,
@@ -303,11 +307,11 @@ impl<E: MvccEngine, A: Applier<E>> RaftStateMachine<TypeConfig> for StateMachine
         let applier = Arc::clone(&self.applier);
         let layout = self.layout.clone();
         let state = ApplyState::complete(self.applied);
-        let outcome = blocking(move || {
-            apply_all(engine.as_ref(), applier.as_ref(), &layout, &entries, state)
-        })
-        .await
-        .map_err(|e| storage_error(ErrorSubject::Apply(last), ErrorVerb::Write, e))?;
+        let outcome = self
+            .thread
+            .run(move || apply_all(engine.as_ref(), applier.as_ref(), &layout, &entries, state))
+            .await
+            .map_err(|e| storage_error(ErrorSubject::Apply(last), ErrorVerb::Write, e))?;
         self.applied = Some(last);
         if let Some(membership) = outcome.membership {
             self.membership = membership;

@@ -629,15 +629,14 @@ impl<E: MvccEngine> Cluster<E> {
         let g = self.node.group(group).ok_or_else(|| {
             ShardError::Unavailable(format!("group {group} is not hosted on this node"))
         })?;
-        let status = g.status();
-        if status.role == Role::Leader {
-            return Ok(Location::Local(g, status.term));
+        let leadership = g.leadership();
+        if leadership.role == Role::Leader {
+            return Ok(Location::Local(g, leadership.term));
         }
-        match status.leader {
-            Some(leader) if leader != self.config.node_id => match status.addresses.get(&leader) {
-                Some(addr) => Ok(Location::Remote(leader, addr.clone())),
-                None => Ok(Location::Unknown),
-            },
+        match leadership.leader {
+            Some((leader, Some(addr))) if leader != self.config.node_id => {
+                Ok(Location::Remote(leader, addr))
+            }
             _ => Ok(Location::Unknown),
         }
     }
@@ -902,8 +901,8 @@ impl<E: MvccEngine> Cluster<E> {
             .node
             .group(DEFAULT_GROUP)
             .ok_or_else(|| TsoError::Store("no default group on this node".into()))?;
-        let status = group.status();
-        if status.role != Role::Leader {
+        let (role, term) = group.role_and_term();
+        if role != Role::Leader {
             return Err(TsoError::Store(format!(
                 "node {} does not lead the default group",
                 self.config.node_id
@@ -912,7 +911,7 @@ impl<E: MvccEngine> Cluster<E> {
         let oracle = {
             let mut current = self.oracle.lock().await;
             match current.as_ref() {
-                Some(o) if o.term == status.term => Arc::clone(&o.oracle),
+                Some(o) if o.term == term => Arc::clone(&o.oracle),
                 _ => {
                     let store = Arc::new(RaftCeilingStore::new(Arc::clone(&group)));
                     let oracle = Arc::new(
@@ -920,7 +919,7 @@ impl<E: MvccEngine> Cluster<E> {
                             .await?,
                     );
                     *current = Some(LeaderOracle {
-                        term: status.term,
+                        term,
                         oracle: Arc::clone(&oracle),
                     });
                     oracle
@@ -939,7 +938,8 @@ impl<E: MvccEngine> Cluster<E> {
         // used, a margin for clock rates and delays. Past it, a barrier confirms again
         // and renews the lease: one quorum round per half lease, not one per call.
         let now = Instant::now();
-        let leased = matches!(*self.tso_lease.lock(), Some((term, until)) if term == status.term && now < until);
+        let leased =
+            matches!(*self.tso_lease.lock(), Some((held, until)) if held == term && now < until);
         if !leased {
             let asked = Instant::now();
             self.tso_leadership_checks.fetch_add(1, Ordering::Relaxed);
@@ -947,13 +947,13 @@ impl<E: MvccEngine> Cluster<E> {
                 .read_barrier()
                 .await
                 .map_err(|e| TsoError::Store(format!("leadership not confirmed: {e}")))?;
-            *self.tso_lease.lock() = Some((status.term, asked + group.leader_lease() / 2));
+            *self.tso_lease.lock() = Some((term, asked + group.leader_lease() / 2));
         }
         // Only timestamps handed out while still leading in the same term count. Raft's
         // own state, not the published status: had this node granted another candidate
         // its vote (which the lease does not cover), it would show here already.
         let leads = group
-            .leads_in_term(status.term)
+            .leads_in_term(term)
             .await
             .map_err(|e| TsoError::Store(format!("leadership not confirmed: {e}")))?;
         if !leads {

@@ -52,6 +52,18 @@ pub async fn leader_is_elected_and_known_to_all<K: EngineKind>() {
             Role::Follower
         };
         assert_eq!(status.role, expected);
+        // The cheap view the request path uses says the same.
+        let leadership = cluster.group(id).leadership();
+        assert_eq!(leadership.role, status.role);
+        assert_eq!(leadership.term, status.term);
+        assert_eq!(
+            leadership.leader,
+            Some((leader, status.addresses.get(&leader).cloned()))
+        );
+        assert_eq!(
+            cluster.group(id).role_and_term(),
+            (status.role, status.term)
+        );
     }
     cluster.shutdown().await;
 }
