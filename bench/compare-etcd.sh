@@ -9,7 +9,9 @@
 #   QUICK=1 bench/compare-etcd.sh         # a smoke run: 2 client counts, 2 s each
 #
 # Settings (environment):
-#   ENGINE=redb            elastickv's storage engine (mem, redb, lmdb)
+#   ENGINE=redb            elastickv's storage engine (mem, redb, lmdb, rocks; rocks builds
+#                          the server with the engine-rocks feature: RocksDB's C++ adds
+#                          10-15 minutes to the first release build)
 #   CLIENTS="1 16 64 256"  client counts
 #   DURATION=10s           per run
 #   WORKLOADS="put get"    any of put get a b c e f txn (reads run on preloaded keys)
@@ -66,14 +68,20 @@ ETCD_VERSION=$(etcd --version | awk '/etcd Version/ {print $3}')
 # --- build -------------------------------------------------------------------------
 if [ "$BUILD" = 1 ]; then
   log "building elastickv and elastickv-load (release) into $TARGET_DIR"
-  # Two builds: the server with its default engines, the load generator without any
-  # (the bench crate's defaults include RocksDB, which the client does not need).
-  cargo build --release -p elastickv-server --bin elastickv
+  # Two builds: the server with its default engines (and RocksDB when it is the engine
+  # compared), the load generator without any (the bench crate's defaults include
+  # RocksDB, which the client does not need).
+  SERVER_FEATURES=()
+  [ "$ENGINE" = rocks ] && SERVER_FEATURES=(--features engine-rocks)
+  cargo build --release -p elastickv-server --bin elastickv "${SERVER_FEATURES[@]}"
   cargo build --release -p elastickv-bench --no-default-features --bin elastickv-load
 fi
 for b in elastickv elastickv-load; do
   [ -x "$BIN/$b" ] || die "$BIN/$b is missing (BUILD=1 builds it)"
 done
+# `elastickv engines` lists the engines this binary was built with.
+"$BIN/elastickv" engines | grep -qx "$ENGINE" ||
+  die "$BIN/elastickv has no engine $ENGINE (it has: $("$BIN/elastickv" engines | tr '\n' ' ')); ENGINE=rocks needs --features engine-rocks, which BUILD=1 adds"
 
 # --- clusters ----------------------------------------------------------------------
 rm -rf "$WORK_DIR"
