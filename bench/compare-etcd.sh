@@ -80,8 +80,9 @@ for b in elastickv elastickv-load; do
   [ -x "$BIN/$b" ] || die "$BIN/$b is missing (BUILD=1 builds it)"
 done
 # `elastickv engines` lists the engines this binary was built with.
-"$BIN/elastickv" engines | grep -qx "$ENGINE" ||
-  die "$BIN/elastickv has no engine $ENGINE (it has: $("$BIN/elastickv" engines | tr '\n' ' ')); ENGINE=rocks needs --features engine-rocks, which BUILD=1 adds"
+ENGINES_BUILT=$("$BIN/elastickv" engines)
+grep -qx "$ENGINE" <<<"$ENGINES_BUILT" ||
+  die "$BIN/elastickv has no engine $ENGINE (it has: $(tr '\n' ' ' <<<"$ENGINES_BUILT")); ENGINE=rocks needs --features engine-rocks, which BUILD=1 adds"
 
 # --- clusters ----------------------------------------------------------------------
 rm -rf "$WORK_DIR"

@@ -131,6 +131,34 @@ struct Target {
     addr: String,
 }
 
+/// `println!` for the CLI's output: when standard output is gone (`elastickv scan |
+/// head`), the process ends quietly, as Unix tools do, instead of panicking as
+/// `println!` does on a closed pipe.
+macro_rules! outln {
+    () => {
+        print_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        print_line(format_args!($($arg)*))
+    };
+}
+
+fn print_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_fmt(line)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    if let Err(e) = written {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+}
+
 fn init_logs(format: &str, filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
@@ -197,7 +225,7 @@ async fn run(command: Command) -> Result<(), String> {
             with_engine!(engine.as_str(), |open| serve_one(settings, open).await)?
         }
         Command::Engines => {
-            println!("{}", elastickv_server::engines::compiled().join("\n"));
+            outln!("{}", elastickv_server::engines::compiled().join("\n"));
             Ok(())
         }
         other => client_command(other).await.map_err(|e| describe(&*e)),
@@ -333,21 +361,21 @@ where
         return Err("the dev cluster did not become ready within 30 s".into());
     }
     let addrs: Vec<String> = running.iter().map(|n| n.local_addr().to_string()).collect();
-    println!(
+    outln!(
         "elastickv dev cluster is ready: {} nodes, engine {engine}, data in {}",
         addrs.len(),
         data_dir.display()
     );
     for (i, a) in addrs.iter().enumerate() {
-        println!("  node {}: {a}", i + 1);
+        outln!("  node {}: {a}", i + 1);
     }
-    println!();
-    println!("Try:");
-    println!("  elastickv put hello world --addr {first}");
-    println!("  elastickv get hello --addr {first}");
-    println!("  elastickv status --addr {first}");
-    println!("  grpcurl -plaintext -d '{{\"key\":\"aGVsbG8=\"}}' {first} TransactionalKV/Get");
-    println!("Stop with Ctrl-C.");
+    outln!();
+    outln!("Try:");
+    outln!("  elastickv put hello world --addr {first}");
+    outln!("  elastickv get hello --addr {first}");
+    outln!("  elastickv status --addr {first}");
+    outln!("  grpcurl -plaintext -d '{{\"key\":\"aGVsbG8=\"}}' {first} TransactionalKV/Get");
+    outln!("Stop with Ctrl-C.");
     shutdown_signal().await;
     tracing::info!("shutting down the dev cluster");
     let mut stopping = tokio::task::JoinSet::new();
@@ -365,18 +393,18 @@ async fn client_command(command: Command) -> Result<(), client::Error> {
                 .await?
                 .put(key.as_bytes(), value.as_bytes())
                 .await?;
-            println!("OK commit_ts={ts}");
+            outln!("OK commit_ts={ts}");
         }
         Command::Get { key, to } => {
             let v = Client::connect(&to.addr).await?.get(key.as_bytes()).await?;
-            println!("{}", client::show(v.as_deref()));
+            outln!("{}", client::show(v.as_deref()));
         }
         Command::Delete { key, to } => {
             let ts = Client::connect(&to.addr)
                 .await?
                 .delete(key.as_bytes())
                 .await?;
-            println!("OK commit_ts={ts}");
+            outln!("OK commit_ts={ts}");
         }
         Command::Scan {
             start,
@@ -389,7 +417,7 @@ async fn client_command(command: Command) -> Result<(), client::Error> {
                 .scan(start.as_bytes(), end.as_bytes(), limit)
                 .await?;
             for (k, v) in pairs {
-                println!(
+                outln!(
                     "{} = {}",
                     String::from_utf8_lossy(&k),
                     client::show(Some(&v))
@@ -412,23 +440,26 @@ async fn client_command(command: Command) -> Result<(), client::Error> {
             };
             let mut c = Client::connect(&to.addr).await?;
             for line in client::run_script(&mut c, &script, serializable).await? {
-                println!("{line}");
+                outln!("{line}");
             }
         }
         Command::Status { to } => {
             let mut c = Client::connect(&to.addr).await?;
             let s = c.status().await?;
-            println!(
+            outln!(
                 "node {} at {} (engine {}), route table v{}",
-                s.node_id, s.addr, s.engine, s.route_version
+                s.node_id,
+                s.addr,
+                s.engine,
+                s.route_version
             );
-            println!("members:");
+            outln!("members:");
             for n in &s.nodes {
-                println!("  {} {}", n.id, n.addr);
+                outln!("  {} {}", n.id, n.addr);
             }
-            println!("groups:");
+            outln!("groups:");
             for g in &s.groups {
-                println!(
+                outln!(
                     "  group {}: {} leader={} term={} commit={} applied={} voters={:?}",
                     g.group_id,
                     g.role,
@@ -440,9 +471,9 @@ async fn client_command(command: Command) -> Result<(), client::Error> {
                 );
             }
             if let Ok(r) = c.routes().await {
-                println!("routes:");
+                outln!("routes:");
                 for route in r.routes {
-                    println!(
+                    outln!(
                         "  [{}, {}) -> group {}",
                         client::show(Some(&route.start)),
                         if route.end.is_empty() {
@@ -460,7 +491,7 @@ async fn client_command(command: Command) -> Result<(), client::Error> {
                 .await?
                 .split(key.as_bytes())
                 .await?;
-            println!("route table v{} has {} ranges", r.version, r.routes.len());
+            outln!("route table v{} has {} ranges", r.version, r.routes.len());
         }
         Command::Dev { .. } | Command::Node { .. } | Command::Engines => {
             return Err("not a client command".into())
