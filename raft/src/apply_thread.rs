@@ -7,7 +7,9 @@
 //! seen its buffers (the allocator's search for a free page alone was 4% of a
 //! follower's CPU at 256 clients). Batches are applied one at a time and in order
 //! anyway, so each group has one thread of its own for them, which ends when the state
-//! machine is dropped.
+//! machine is dropped. Batches small enough that the hand-off would cost more than the
+//! work are applied on the calling task instead ([`ApplyThread::run_here`], chosen by
+//! the state machine), with the same outcomes.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
@@ -57,21 +59,41 @@ impl ApplyThread {
             // The caller may have gone (its task was dropped): nothing to report then.
             let _ = tx.send(outcome);
         });
-        let stopped = || EngineError::Io(std::io::Error::other("state-machine thread stopped"));
         self.jobs.send(job).map_err(|_| stopped())?;
         match rx.await {
-            Ok(Ok(result)) => result,
-            Ok(Err(panic)) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic".to_string());
-                Err(EngineError::Io(std::io::Error::other(format!(
-                    "engine task failed: {what}"
-                ))))
-            }
+            Ok(outcome) => settle(outcome),
             Err(_) => Err(stopped()),
+        }
+    }
+
+    /// Runs `work` on the calling thread instead, with the outcome [`ApplyThread::run`]
+    /// would give (a panic is an error): for work shorter than the two thread
+    /// hand-offs it saves.
+    pub(crate) fn run_here<T, F>(&self, work: F) -> Result<T, EngineError>
+    where
+        F: FnOnce() -> Result<T, EngineError>,
+    {
+        settle(catch_unwind(AssertUnwindSafe(work)))
+    }
+}
+
+fn stopped() -> EngineError {
+    EngineError::Io(std::io::Error::other("state-machine thread stopped"))
+}
+
+/// A job's result, with a panic turned into an error.
+fn settle<T>(outcome: std::thread::Result<Result<T, EngineError>>) -> Result<T, EngineError> {
+    match outcome {
+        Ok(result) => result,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_string());
+            Err(EngineError::Io(std::io::Error::other(format!(
+                "engine task failed: {what}"
+            ))))
         }
     }
 }
@@ -103,6 +125,20 @@ mod tests {
         let refused = thread
             .run(|| -> Result<(), EngineError> { Err(EngineError::Corrupted("bad".into())) })
             .await
+            .unwrap_err();
+        assert!(matches!(refused, EngineError::Corrupted(_)), "{refused}");
+        // The same outcomes on the calling thread.
+        let here = std::thread::current().id();
+        let ran_on = thread
+            .run_here(|| Ok(std::thread::current().id()))
+            .expect("job");
+        assert_eq!(ran_on, here);
+        let e = thread
+            .run_here(|| -> Result<(), EngineError> { panic!("bang") })
+            .unwrap_err();
+        assert!(e.to_string().contains("bang"), "{e}");
+        let refused = thread
+            .run_here(|| -> Result<(), EngineError> { Err(EngineError::Corrupted("bad".into())) })
             .unwrap_err();
         assert!(matches!(refused, EngineError::Corrupted(_)), "{refused}");
     }

@@ -287,6 +287,32 @@ fn apply_waiting<E: MvccEngine, A: Applier<E>>(
     Ok(())
 }
 
+/// Batches of committed commands up to this many bytes are applied on openraft's
+/// state-machine task itself rather than on the group's apply thread.
+pub(crate) const APPLY_HERE_MAX_BYTES: usize = 2048;
+
+/// Whether `entries` are few enough to apply on the calling task. Handing a batch to
+/// the apply thread and its result back costs two thread wake-ups: with one client, a
+/// probe timed apply's start to its end at 118 to 200 µs (p50 on a follower, on every
+/// engine, mem included), mostly those wake-ups, and at 53 µs with one put applied
+/// here (RocksDB). A small batch holds the Tokio worker about that long; larger ones
+/// (many commands, under load) still go to the thread, so that no worker is held for
+/// milliseconds.
+fn applies_here(entries: &[Entry]) -> bool {
+    let mut bytes = 0usize;
+    for entry in entries {
+        bytes += match &entry.payload {
+            EntryPayload::Normal(batch) => batch.0.iter().map(|c| c.len() + 16).sum(),
+            // Membership changes and blank entries write little, but rarely matter.
+            EntryPayload::Membership(_) | EntryPayload::Blank => 64,
+        };
+        if bytes > APPLY_HERE_MAX_BYTES {
+            return false;
+        }
+    }
+    true
+}
+
 impl<E: MvccEngine, A: Applier<E>> RaftStateMachine<TypeConfig> for StateMachine<E, A> {
     type SnapshotBuilder = SnapshotBuilder<E>;
 
@@ -303,15 +329,20 @@ impl<E: MvccEngine, A: Applier<E>> RaftStateMachine<TypeConfig> for StateMachine
         let Some(last) = entries.last().map(|e| e.log_id) else {
             return Ok(Vec::new());
         };
-        let engine = Arc::clone(&self.engine);
-        let applier = Arc::clone(&self.applier);
-        let layout = self.layout.clone();
         let state = ApplyState::complete(self.applied);
-        let outcome = self
-            .thread
-            .run(move || apply_all(engine.as_ref(), applier.as_ref(), &layout, &entries, state))
-            .await
-            .map_err(|e| storage_error(ErrorSubject::Apply(last), ErrorVerb::Write, e))?;
+        let outcome = if applies_here(&entries) {
+            let (engine, applier) = (self.engine.as_ref(), self.applier.as_ref());
+            self.thread
+                .run_here(|| apply_all(engine, applier, &self.layout, &entries, state))
+        } else {
+            let engine = Arc::clone(&self.engine);
+            let applier = Arc::clone(&self.applier);
+            let layout = self.layout.clone();
+            self.thread
+                .run(move || apply_all(engine.as_ref(), applier.as_ref(), &layout, &entries, state))
+                .await
+        }
+        .map_err(|e| storage_error(ErrorSubject::Apply(last), ErrorVerb::Write, e))?;
         self.applied = Some(last);
         if let Some(membership) = outcome.membership {
             self.membership = membership;
@@ -407,6 +438,8 @@ mod tests {
         applied: Mutex<Vec<(u64, u32)>>,
         /// How many commands each `apply_many` call got.
         calls: Mutex<Vec<usize>>,
+        /// The thread each `apply_many` call ran on.
+        threads: Mutex<Vec<Option<String>>>,
     }
 
     impl Applier<MemEngine> for Recording {
@@ -445,6 +478,9 @@ mod tests {
             entries: &[ApplyEntry<'_>],
         ) -> Result<Vec<Applied<()>>, EngineError> {
             self.calls.lock().push(entries.len());
+            self.threads
+                .lock()
+                .push(std::thread::current().name().map(str::to_string));
             entries.iter().map(|e| self.apply(engine, *e)).collect()
         }
     }
@@ -568,6 +604,65 @@ mod tests {
         assert_eq!(
             StateMachine::<MemEngine, Recording>::partly_applied(&engine, &layout).unwrap(),
             None
+        );
+    }
+
+    /// A small batch is applied on the calling task, a large one on the group's apply
+    /// thread; either way every command is applied once, in order, and answered.
+    #[tokio::test]
+    async fn small_batches_apply_here_and_large_ones_on_the_apply_thread() {
+        let engine = Arc::new(MemEngine::new());
+        let layout = Layout::new(0);
+        let applier = Arc::new(Recording::default());
+        let dir = tempfile::tempdir().expect("temp dir");
+        let snapshots = snapshot_store(&dir, &engine, &layout);
+        let mut machine = StateMachine::open(
+            Arc::clone(&engine),
+            Arc::clone(&applier),
+            layout.clone(),
+            snapshots,
+            None,
+        )
+        .expect("open");
+        let leader = CommittedLeaderId::new(1, 1);
+        let entry = |index, commands, bytes| Entry {
+            log_id: LogId::new(leader, index),
+            payload: EntryPayload::Normal(CommandBatch(vec![vec![7; bytes]; commands])),
+        };
+        let small = vec![entry(1, 2, 100), entry(2, 1, 100)];
+        let large = vec![entry(3, 3, APPLY_HERE_MAX_BYTES)];
+        assert!(applies_here(&small));
+        assert!(!applies_here(&large));
+        assert!(
+            !applies_here(&[entry(4, 40, 100)]),
+            "many small commands add up"
+        );
+        let here = std::thread::current().name().map(str::to_string);
+        for batch in [small, large] {
+            let sizes: Vec<usize> = RaftStateMachine::apply(&mut machine, batch)
+                .await
+                .expect("apply")
+                .iter()
+                .map(|r| r.0.len())
+                .collect();
+            assert!(sizes.iter().all(|n| *n > 0), "{sizes:?}");
+        }
+        assert_eq!(
+            *applier.applied.lock(),
+            vec![(1, 0), (1, 1), (2, 0), (3, 0), (3, 1), (3, 2)]
+        );
+        let threads = applier.threads.lock().clone();
+        assert_eq!(threads.len(), 2, "{threads:?}");
+        assert_eq!(threads[0], here, "the small batch on the calling thread");
+        assert_eq!(
+            threads[1].as_deref(),
+            Some("ekv-apply"),
+            "the large one on its own"
+        );
+        assert_eq!(machine.applied, Some(LogId::new(leader, 3)));
+        assert_eq!(
+            stored_state(&engine, &layout),
+            ApplyState::complete(Some(LogId::new(leader, 3)))
         );
     }
 
