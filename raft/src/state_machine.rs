@@ -508,6 +508,23 @@ mod tests {
         assert!(crashed.is_err());
     }
 
+    /// Opens a state machine over `engine` and `applier` (clones of the handles).
+    fn open_machine(
+        engine: &Arc<MemEngine>,
+        applier: &Arc<Recording>,
+        layout: &Layout,
+        snapshots: Arc<SnapshotStore<MemEngine>>,
+        partial_entry: Option<Entry>,
+    ) -> Result<StateMachine<MemEngine, Recording>, EngineError> {
+        StateMachine::open(
+            Arc::clone(engine),
+            Arc::clone(applier),
+            layout.clone(),
+            snapshots,
+            partial_entry,
+        )
+    }
+
     fn snapshot_store(
         dir: &tempfile::TempDir,
         engine: &Arc<MemEngine>,
@@ -539,14 +556,7 @@ mod tests {
         crash_while_applying(&engine, &applier, &layout, &entry, 1, ApplyState::default());
         let dir = tempfile::tempdir().expect("temp dir");
         let snapshots = snapshot_store(&dir, &engine, &layout);
-        let machine = StateMachine::open(
-            Arc::clone(&engine),
-            Arc::clone(&applier),
-            layout.clone(),
-            snapshots,
-            None,
-        )
-        .expect("open");
+        let machine = open_machine(&engine, &applier, &layout, snapshots, None).expect("open");
         assert_eq!(machine.applied, Some(entry.log_id));
         assert_eq!(*applier.applied.lock(), vec![(1, 0), (1, 1), (1, 2)]);
         assert_eq!(
@@ -574,27 +584,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let snapshots = snapshot_store(&dir, &engine, &layout);
         // Without the entry, opening fails and names it.
-        let missing = StateMachine::open(
-            Arc::clone(&engine),
-            Arc::clone(&applier),
-            layout.clone(),
-            Arc::clone(&snapshots),
-            None,
-        )
-        .err()
-        .expect("the entry is needed");
+        let missing = open_machine(&engine, &applier, &layout, Arc::clone(&snapshots), None)
+            .err()
+            .expect("the entry is needed");
         assert!(
             missing.to_string().contains("missing from the log"),
             "{missing}"
         );
-        let machine = StateMachine::open(
-            Arc::clone(&engine),
-            Arc::clone(&applier),
-            layout.clone(),
-            snapshots,
-            Some(entry.clone()),
-        )
-        .expect("open");
+        let machine =
+            open_machine(&engine, &applier, &layout, snapshots, Some(entry.clone())).expect("open");
         assert_eq!(machine.applied, Some(entry.log_id));
         assert_eq!(*applier.applied.lock(), vec![(7, 0), (7, 1), (7, 2)]);
         assert_eq!(
@@ -616,14 +614,7 @@ mod tests {
         let applier = Arc::new(Recording::default());
         let dir = tempfile::tempdir().expect("temp dir");
         let snapshots = snapshot_store(&dir, &engine, &layout);
-        let mut machine = StateMachine::open(
-            Arc::clone(&engine),
-            Arc::clone(&applier),
-            layout.clone(),
-            snapshots,
-            None,
-        )
-        .expect("open");
+        let mut machine = open_machine(&engine, &applier, &layout, snapshots, None).expect("open");
         let leader = CommittedLeaderId::new(1, 1);
         let entry = |index, commands, bytes| Entry {
             log_id: LogId::new(leader, index),
