@@ -5,7 +5,7 @@
 # `elastickv-load` drives both in alternation at each client count, and the
 # side-by-side table replaces the marked section of docs/benchmarks.md.
 #
-#   bench/compare-etcd.sh                 # the full run (~8 minutes once built)
+#   bench/compare-etcd.sh                 # the full run (~4 minutes once built)
 #   QUICK=1 bench/compare-etcd.sh         # a smoke run: 2 client counts, 2 s each
 #
 # Settings (environment):
