@@ -9,22 +9,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use elastickv_engine_api::MvccEngine;
-use openraft::error::{
-    ClientWriteError, Fatal, InitializeError, InstallSnapshotError, RaftError as OpenraftError,
-};
+use openraft::async_runtime::WatchReceiver;
+use openraft::error::{ClientWriteError, InitializeError, RaftError as OpenraftError};
 use openraft::metrics::WaitError;
 use openraft::{BasicNode, Raft, RaftMetrics, ServerState};
 
 use crate::applier::Applier;
 use crate::layout::Layout;
 use crate::log_store::{LogCounters, LogStore};
-use crate::network::{decode, encode, NetworkFactory, RemoteFailure};
+use crate::network::{
+    decode, encode, NetworkFactory, RemoteFailure, SnapshotChunk, SnapshotChunkReply,
+};
 use crate::propose::{BatchLimits, ProposalBatcher, ProposeFailure};
 use crate::read::ReadBatcher;
 use crate::shared_log::SharedLog;
 use crate::snapshot::SnapshotStore;
+use crate::snapshot_receive::SnapshotReceiver;
 use crate::state_machine::StateMachine;
 use crate::transport::{RpcKind, Transport};
+use crate::types::Snapshot;
 use crate::{GroupConfig, GroupId, NodeId, RaftError, Result, TypeConfig};
 
 /// A node's role in a group.
@@ -90,8 +93,9 @@ pub struct Proposed<R> {
 pub struct Group<E: MvccEngine, A: Applier<E>> {
     id: GroupId,
     node: NodeId,
-    raft: Raft<TypeConfig>,
+    raft: Raft<TypeConfig, StateMachine<E, A>>,
     engine: Arc<E>,
+    receiver: Arc<SnapshotReceiver<E>>,
     counters: Arc<LogCounters>,
     reads: Arc<ReadBatcher>,
     proposals: Arc<ProposalBatcher>,
@@ -112,7 +116,7 @@ impl<E: MvccEngine, A: Applier<E>> std::fmt::Debug for Group<E, A> {
     }
 }
 
-fn stopped(group: GroupId, fatal: Fatal<NodeId>) -> RaftError {
+fn stopped(group: GroupId, fatal: impl std::fmt::Display) -> RaftError {
     RaftError::Stopped {
         group,
         message: fatal.to_string(),
@@ -171,15 +175,15 @@ impl<E: MvccEngine, A: Applier<E>> Group<E, A> {
         .await?;
         // A replica that voted before (a restart) does not vote again for a lease: see
         // `Group::leader_lease`.
-        let had_vote = openraft::storage::RaftLogStorage::read_vote(&mut log)
+        let had_vote = openraft::storage::RaftLogReader::read_vote(&mut log)
             .await
-            .map_err(|e| stopped(id, openraft::error::Fatal::StorageError(e)))?
+            .map_err(|e| stopped(id, e))?
             .is_some();
         let votes_from = had_vote.then(|| std::time::Instant::now() + config.election_timeout_max);
         // The last entry this replica holds as it starts: see `ReadBatcher::new`.
         let last_log_at_start = openraft::storage::RaftLogStorage::get_log_state(&mut log)
             .await
-            .map_err(|e| stopped(id, openraft::error::Fatal::StorageError(e)))?
+            .map_err(|e| stopped(id, e))?
             .last_log_id
             .map_or(0, |l| l.index);
         let snapshots = Arc::new(SnapshotStore::open(
@@ -193,11 +197,12 @@ impl<E: MvccEngine, A: Applier<E>> Group<E, A> {
             Some(index) => {
                 openraft::storage::RaftLogReader::try_get_log_entries(&mut log, index..index + 1)
                     .await
-                    .map_err(|e| stopped(id, openraft::error::Fatal::StorageError(e)))?
+                    .map_err(|e| stopped(id, e))?
                     .pop()
             }
             None => None,
         };
+        let receiver = Arc::new(SnapshotReceiver::new(Arc::clone(&snapshots)));
         let state_machine = StateMachine::open(
             Arc::clone(&engine),
             applier,
@@ -220,6 +225,7 @@ impl<E: MvccEngine, A: Applier<E>> Group<E, A> {
             node,
             raft,
             engine,
+            receiver,
             counters,
             reads: Arc::new(ReadBatcher::new(
                 id,
@@ -284,16 +290,22 @@ impl<E: MvccEngine, A: Applier<E>> Group<E, A> {
         }
     }
 
-    fn write_error(
-        &self,
-        e: OpenraftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
-    ) -> RaftError {
+    fn write_error(&self, e: OpenraftError<TypeConfig, ClientWriteError<TypeConfig>>) -> RaftError {
         match e {
-            OpenraftError::APIError(ClientWriteError::ForwardToLeader(f)) => RaftError::NotLeader {
+            // A discarded entry's fate is unknown, as a leader change always left it.
+            OpenraftError::APIError(
+                ClientWriteError::ForwardToLeader(f) | ClientWriteError::LogEntryDiscarded(f),
+            ) => RaftError::NotLeader {
                 group: self.id,
                 node: self.node,
                 leader: f.leader_id,
             },
+            OpenraftError::APIError(ClientWriteError::PreconditionFailed(p)) => {
+                RaftError::Internal {
+                    group: self.id,
+                    message: p.to_string(),
+                }
+            }
             OpenraftError::APIError(ClientWriteError::ChangeMembershipError(m)) => {
                 RaftError::Membership {
                     group: self.id,
@@ -366,7 +378,7 @@ impl<E: MvccEngine, A: Applier<E>> Group<E, A> {
         call: impl std::future::Future<
             Output = std::result::Result<
                 T,
-                OpenraftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
+                OpenraftError<TypeConfig, ClientWriteError<TypeConfig>>,
             >,
         >,
     ) -> Result<T> {
@@ -416,7 +428,7 @@ impl<E: MvccEngine, A: Applier<E>> Group<E, A> {
     /// of them, without copying the rest (for checks made on every request).
     pub fn role_and_term(&self) -> (Role, u64) {
         let metrics = self.raft.metrics();
-        let m = metrics.borrow();
+        let m = metrics.borrow_watched();
         (role_of(m.state), m.current_term)
     }
 
@@ -424,7 +436,7 @@ impl<E: MvccEngine, A: Applier<E>> Group<E, A> {
     /// membership names it): what [`Group::status`] says of them, copying nothing else.
     pub fn leadership(&self) -> Leadership {
         let metrics = self.raft.metrics();
-        let m = metrics.borrow();
+        let m = metrics.borrow_watched();
         let leader = m.current_leader.map(|id| {
             let addr = m
                 .membership_config
@@ -442,11 +454,11 @@ impl<E: MvccEngine, A: Applier<E>> Group<E, A> {
 
     /// The group's state on this node.
     pub fn status(&self) -> GroupStatus {
-        let metrics = self.raft.metrics().borrow().clone();
+        let metrics = self.raft.metrics().borrow_watched().clone();
         self.status_from(&metrics)
     }
 
-    fn status_from(&self, m: &RaftMetrics<NodeId, BasicNode>) -> GroupStatus {
+    fn status_from(&self, m: &RaftMetrics<TypeConfig>) -> GroupStatus {
         let membership = m.membership_config.membership();
         GroupStatus {
             group: self.id,
@@ -507,7 +519,7 @@ impl<E: MvccEngine, A: Applier<E>> Group<E, A> {
     pub async fn trigger_election(&self) -> Result<()> {
         self.raft
             .trigger()
-            .elect()
+            .elect(false)
             .await
             .map_err(|f| stopped(self.id, f))
     }
@@ -553,34 +565,74 @@ impl<E: MvccEngine, A: Applier<E>> Group<E, A> {
                 encode(&reply)
             }
             RpcKind::InstallSnapshot => {
-                let reply = match decode(body) {
-                    Ok(request) => {
-                        // Runs to the end even when the caller stops waiting (a sender
-                        // whose replication restarted drops its call; over gRPC that drops
-                        // this handler too). openraft writes a chunk and then advances
-                        // the offset it keeps for the file across awaits: a chunk cut
-                        // off between the two left that offset and the file disagreeing,
-                        // and the next chunk landed in the wrong place (a corrupt
-                        // snapshot, then a fatal install error).
-                        let raft = self.raft.clone();
-                        let receive =
-                            tokio::spawn(async move { raft.install_snapshot(request).await });
-                        match receive.await {
-                            Ok(result) => result.map_err(|e| match e {
-                                OpenraftError::APIError(
-                                    InstallSnapshotError::SnapshotMismatch(_),
-                                ) => RemoteFailure::SnapshotMismatch,
-                                other => raft_failure(&other),
-                            }),
-                            Err(e) => Err(RemoteFailure::Raft(format!(
-                                "snapshot chunk task failed: {e}"
-                            ))),
-                        }
-                    }
+                let reply = match decode::<SnapshotChunk>(body) {
+                    // Runs to the end even when the caller stops waiting (a sender whose
+                    // replication restarted drops its call; over gRPC that drops this
+                    // handler too): a chunk cut off between writing its bytes and
+                    // counting them would leave the file and the count disagreeing.
+                    Ok(chunk) => match tokio::spawn(Self::receive_chunk(
+                        self.raft.clone(),
+                        Arc::clone(&self.receiver),
+                        chunk,
+                    ))
+                    .await
+                    {
+                        Ok(result) => result,
+                        Err(e) => Err(RemoteFailure::Raft(format!(
+                            "snapshot chunk task failed: {e}"
+                        ))),
+                    },
                     Err(e) => Err(e),
                 };
                 encode(&reply)
             }
+        }
+    }
+
+    /// Takes one snapshot chunk; installs the snapshot when it was the last.
+    async fn receive_chunk(
+        raft: Raft<TypeConfig, StateMachine<E, A>>,
+        receiver: Arc<SnapshotReceiver<E>>,
+        chunk: SnapshotChunk,
+    ) -> std::result::Result<SnapshotChunkReply, RemoteFailure> {
+        let (my_vote, committed) = {
+            let metrics = raft.metrics();
+            let m = metrics.borrow_watched();
+            (m.vote, m.local_committed)
+        };
+        // A chunk from a leader this replica no longer follows is answered with the
+        // newer vote, which ends that transfer.
+        if chunk.vote < my_vote {
+            return Ok(SnapshotChunkReply { vote: my_vote });
+        }
+        let vote = chunk.vote;
+        let Some((meta, file)) = receiver.receive(chunk).await? else {
+            return Ok(SnapshotChunkReply { vote: my_vote });
+        };
+        // openraft panics on a snapshot no correct leader can send; refuse it instead.
+        if let Some(last) = meta.last_log_id {
+            if last.leader_id > *vote.leader_id() {
+                return Err(RemoteFailure::Raft(format!(
+                    "snapshot up to {last} is beyond its sender's leadership {vote}"
+                )));
+            }
+            if let Some(committed) = committed {
+                if last > committed && last.index <= committed.index {
+                    return Err(RemoteFailure::Raft(format!(
+                        "snapshot up to {last} contradicts the committed {committed}"
+                    )));
+                }
+            }
+        }
+        let snapshot = Snapshot {
+            meta,
+            snapshot: file,
+        };
+        match raft.install_full_snapshot(vote, snapshot).await {
+            Ok(response) => Ok(SnapshotChunkReply {
+                vote: response.vote,
+            }),
+            Err(e) => Err(RemoteFailure::Raft(e.to_string())),
         }
     }
 }
@@ -594,10 +646,10 @@ mod tests {
     use crate::inproc::InProcessNetwork;
     use crate::{LogStorage, RaftNode, TxnApplier, Vote};
 
-    type Reply = std::result::Result<VoteResponse<NodeId>, RemoteFailure>;
+    type Reply = std::result::Result<VoteResponse<TypeConfig>, RemoteFailure>;
 
     async fn vote(group: &Group<MemEngine, TxnApplier<MemEngine>>, term: u64) -> Reply {
-        let request = VoteRequest::<NodeId>::new(Vote::new(term, 2), None);
+        let request = VoteRequest::<TypeConfig>::new(Vote::new(term, 2), None);
         let reply = group.handle_rpc(RpcKind::Vote, &encode(&request)).await;
         decode::<Reply>(&reply).expect("a reply")
     }

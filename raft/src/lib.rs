@@ -1,6 +1,6 @@
 //! # elastickv-raft: Raft replication over any engine
 //!
-//! This crate runs [openraft](https://docs.rs/openraft/0.9) groups over any
+//! This crate runs [openraft](https://docs.rs/openraft/0.10.0-alpha.37) groups over any
 //! [`MvccEngine`](elastickv_engine_api::MvccEngine) (their state in the engine, their
 //! log in files beside it), behind a small API that keeps openraft's types out of the
 //! rest of elastickv:
@@ -50,6 +50,7 @@ mod segment;
 mod shared_log;
 mod snapshot;
 mod snapshot_file;
+mod snapshot_receive;
 mod state_machine;
 #[cfg(test)]
 mod storage_suite;
@@ -73,6 +74,6 @@ pub use state_machine::StateMachine;
 pub use transport::{RaftRequest, RaftService, RpcKind, Transport, TransportError};
 pub use txn::{RaftCeilingStore, TxnApplier};
 pub use types::{
-    CommandBatch, Entry, GroupId, LogId, NodeAddr, NodeId, Reply, SnapshotMeta, StorageError,
+    CommandBatch, Entry, GroupId, LeaderId, LogId, NodeAddr, NodeId, Reply, SnapshotMeta,
     StoredMembership, TypeConfig, Vote, DEFAULT_GROUP,
 };

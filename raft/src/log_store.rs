@@ -10,10 +10,6 @@
 //! durable, then is synced. The committed id is not stored (see `save_committed`). A
 //! purge is buffered in the raw keyspace, and synced before any log file is removed.
 
-// openraft's storage traits fix the error type (`StorageError`, a large enum); the
-// helpers here return it unchanged rather than boxing and unboxing it.
-#![allow(clippy::result_large_err)]
-
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
@@ -21,15 +17,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use elastickv_engine_api::{Durability, EngineError, MvccEngine, RawOp};
-use openraft::storage::{LogFlushed, RaftLogStorage};
-use openraft::{ErrorSubject, ErrorVerb, LogState, RaftLogId, RaftLogReader};
+use openraft::entry::RaftEntry;
+use openraft::storage::{IOFlushed, RaftLogStorage};
+use openraft::{ErrorSubject, ErrorVerb, LogState, RaftLogReader};
 use serde::de::DeserializeOwned;
 
 use crate::layout::{decode, encode, Layout, Slot};
 use crate::log_file::{FileLog, LogFiles};
 use crate::log_sync::{LogSyncer, PendingLog};
 use crate::shared_log::SharedLog;
-use crate::{Entry, GroupId, LogId, LogStorage, StorageError, TypeConfig, Vote};
+use crate::types::StorageError;
+use crate::{Entry, GroupId, LogId, LogStorage, TypeConfig, Vote};
 
 /// Most entries read in one scan when openraft asks for an unbounded range.
 const READ_BATCH: usize = 4096;
@@ -83,12 +81,11 @@ fn io_error(e: std::io::Error) -> EngineError {
 }
 
 pub(crate) fn storage_error(
-    subject: ErrorSubject<u64>,
+    subject: ErrorSubject<TypeConfig>,
     verb: ErrorVerb,
     e: impl ToString,
 ) -> StorageError {
-    let e = std::io::Error::other(e.to_string());
-    StorageError::from_io_error(subject, verb, e)
+    std::io::Error::other(format!("failed to {verb} {subject:?}: {}", e.to_string()))
 }
 
 /// Runs blocking engine work off the async threads.
@@ -170,7 +167,7 @@ impl<E: MvccEngine> LogStore<E> {
     fn last_entry_id(&self) -> Result<Option<LogId>, StorageError> {
         let parked = self.pending.lock().values().next_back().cloned();
         if let Some(bytes) = parked {
-            return Ok(Some(*Self::decode_entry(&bytes)?.get_log_id()));
+            return Ok(Some(Self::decode_entry(&bytes)?.log_id()));
         }
         let read_error = |e: EngineError| storage_error(ErrorSubject::Logs, ErrorVerb::Read, e);
         let last = match &self.entries {
@@ -190,7 +187,7 @@ impl<E: MvccEngine> LogStore<E> {
         };
         match last {
             None => Ok(None),
-            Some(bytes) => Ok(Some(*Self::decode_entry(&bytes)?.get_log_id())),
+            Some(bytes) => Ok(Some(Self::decode_entry(&bytes)?.log_id())),
         }
     }
 
@@ -248,7 +245,7 @@ impl<E: MvccEngine> LogStore<E> {
         let mut next: Option<u64> = None;
         for bytes in found {
             let entry = Self::decode_entry(&bytes)?;
-            let index = entry.get_log_id().index;
+            let index = entry.index();
             // A hole means a concurrent purge; return the contiguous part only.
             if next.is_some_and(|n| n != index) {
                 break;
@@ -280,6 +277,10 @@ impl<E: MvccEngine> RaftLogReader<TypeConfig> for LogStore<E> {
         };
         self.read_entries(start, end)
     }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        self.read_slot(Slot::Vote)
+    }
 }
 
 impl<E: MvccEngine> RaftLogStorage<TypeConfig> for LogStore<E> {
@@ -305,10 +306,6 @@ impl<E: MvccEngine> RaftLogStorage<TypeConfig> for LogStore<E> {
         self.write(vec![op], Durability::Sync)
             .await
             .map_err(|e| storage_error(ErrorSubject::Vote, ErrorVerb::Write, e))
-    }
-
-    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        self.read_slot(Slot::Vote)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
@@ -338,7 +335,7 @@ impl<E: MvccEngine> RaftLogStorage<TypeConfig> for LogStore<E> {
     async fn append<I>(
         &mut self,
         entries: I,
-        callback: LogFlushed<TypeConfig>,
+        callback: IOFlushed<TypeConfig>,
     ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
@@ -346,7 +343,7 @@ impl<E: MvccEngine> RaftLogStorage<TypeConfig> for LogStore<E> {
     {
         let mut parked = Vec::new();
         for entry in entries {
-            let log_id = *entry.get_log_id();
+            let log_id = entry.log_id();
             let bytes = encode(&entry)
                 .map_err(|e| storage_error(ErrorSubject::Log(log_id), ErrorVerb::Write, e))?;
             parked.push((log_id.index, Arc::<[u8]>::from(bytes)));
@@ -361,23 +358,25 @@ impl<E: MvccEngine> RaftLogStorage<TypeConfig> for LogStore<E> {
         Ok(())
     }
 
-    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+    async fn truncate_after(&mut self, last_kept: Option<LogId>) -> Result<(), StorageError> {
+        // Entries from `from` on go.
+        let from = last_kept.map_or(0, |id| id.index + 1);
         // Appends queued earlier are reported before the entries they hold are removed.
         self.syncer
             .barrier()
             .await
             .map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
-        self.pending.lock().split_off(&log_id.index);
+        self.pending.lock().split_off(&from);
         let result = match &self.entries {
             Entries::Engine => {
                 let op = RawOp::DeleteRange {
-                    range: self.layout.log_range(log_id.index, None),
+                    range: self.layout.log_range(from, None),
                 };
                 self.write(vec![op], Durability::Sync).await
             }
             Entries::Files(files) => {
                 let files = Arc::clone(files);
-                blocking(move || files.truncate(log_id.index).map_err(io_error)).await
+                blocking(move || files.truncate(from).map_err(io_error)).await
             }
         };
         result.map_err(|e| storage_error(ErrorSubject::Logs, ErrorVerb::Delete, e))
@@ -427,7 +426,7 @@ fn read_purged<E: MvccEngine>(engine: &E, layout: &Layout) -> Result<Option<u64>
 
 fn entry_index<E: MvccEngine>(bytes: &[u8]) -> Result<u64, EngineError> {
     LogStore::<E>::decode_entry(bytes)
-        .map(|entry| entry.get_log_id().index)
+        .map(|entry| entry.index())
         .map_err(|e| EngineError::Io(std::io::Error::other(e.to_string())))
 }
 
@@ -624,9 +623,11 @@ fn open_entries<E: MvccEngine>(
 #[cfg(test)]
 mod tests {
     use crate::shared_log::SharedLog;
+    use crate::types::LeaderId as CommittedLeaderId;
     use elastickv_engine_api::RawKeyspace;
     use elastickv_engine_redb::{open_redb, RedbOptions};
-    use openraft::{CommittedLeaderId, EntryPayload};
+    use openraft::vote::RaftLeaderId;
+    use openraft::EntryPayload;
 
     use super::*;
 

@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use elastickv_engine_api::{Durability, EngineError, MvccEngine, RawOp};
-use openraft::storage::LogFlushed;
+use openraft::storage::IOFlushed;
 use parking_lot::Mutex;
 use std::sync::mpsc;
 use tokio::sync::oneshot;
@@ -34,7 +34,7 @@ pub(crate) type PendingLog = Arc<Mutex<BTreeMap<u64, Arc<[u8]>>>>;
 /// Something waiting for the next sync.
 enum SyncWaiter {
     /// An append's completion callback.
-    Append(LogFlushed<TypeConfig>),
+    Append(IOFlushed<TypeConfig>),
     /// A caller that needs every earlier append durable before it proceeds.
     Barrier(oneshot::Sender<Result<(), String>>),
 }
@@ -85,11 +85,11 @@ impl LogSyncer {
     }
 
     /// Reports `callback` once every entry parked before this call is durable.
-    pub(crate) fn flushed_later(&self, callback: LogFlushed<TypeConfig>) {
+    pub(crate) fn flushed_later(&self, callback: IOFlushed<TypeConfig>) {
         if let Err(mpsc::SendError(SyncWaiter::Append(callback))) =
             self.tx.send(SyncWaiter::Append(callback))
         {
-            callback.log_io_completed(Err(std::io::Error::other("log sync thread stopped")));
+            callback.io_completed(Err(std::io::Error::other("log sync thread stopped")));
         }
     }
 
@@ -144,7 +144,7 @@ impl<E: MvccEngine> SyncTask<E> {
             for waiter in waiters {
                 match waiter {
                     SyncWaiter::Append(callback) => {
-                        callback.log_io_completed(result.clone().map_err(std::io::Error::other))
+                        callback.io_completed(result.clone().map_err(std::io::Error::other))
                     }
                     SyncWaiter::Barrier(tx) => {
                         // The waiter may have given up; nothing to report then.

@@ -13,22 +13,20 @@ use std::io::SeekFrom;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{
-    Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, ReplicationClosed,
-    StreamingError, Unreachable,
-};
+use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::RPCOption;
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
-use openraft::{BasicNode, RaftNetwork, RaftNetworkFactory, Snapshot};
+use openraft::{BasicNode, RaftNetworkFactory, RaftNetworkV2};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+use crate::snapshot_file::SnapshotFile;
 use crate::transport::{RaftRequest, RpcKind, Transport, TransportError};
-use crate::{GroupId, NodeId, TypeConfig, Vote};
+use crate::types::Snapshot;
+use crate::{GroupId, NodeId, SnapshotMeta, TypeConfig, Vote};
 
 /// How snapshots are sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +52,32 @@ impl Default for SnapshotTransfer {
             chunk_retries: 5,
         }
     }
+}
+
+/// One chunk of a snapshot transfer (the receiver reassembles them in a file and
+/// installs the snapshot when the chunk with `done` arrives).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SnapshotChunk {
+    /// The sender's vote.
+    pub(crate) vote: Vote,
+    /// The snapshot's metadata.
+    pub(crate) meta: SnapshotMeta,
+    /// Where in the snapshot this chunk's bytes start.
+    pub(crate) offset: u64,
+    /// The bytes.
+    pub(crate) data: Vec<u8>,
+    /// Whether this is the last chunk.
+    pub(crate) done: bool,
+    /// The transfer this chunk belongs to (chosen by the sender for each transfer).
+    pub(crate) transfer: u64,
+}
+
+/// The receiver's answer to a chunk: its vote (higher than the sender's when the
+/// sender is no longer leader).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct SnapshotChunkReply {
+    /// The receiver's vote.
+    pub(crate) vote: Vote,
 }
 
 /// A failure reported by the receiving node, encoded in its reply.
@@ -97,7 +121,7 @@ impl CallError {
         std::io::Error::other(message.to_string())
     }
 
-    fn into_rpc<E: std::error::Error>(self) -> RPCError<NodeId, BasicNode, E> {
+    fn into_rpc(self) -> RPCError<TypeConfig> {
         match self {
             CallError::Unreachable(m) => RPCError::Unreachable(Unreachable::new(&Self::io(&m))),
             CallError::Network(m) => RPCError::Network(NetworkError::new(&Self::io(&m))),
@@ -110,7 +134,7 @@ impl CallError {
         }
     }
 
-    fn into_streaming(self) -> StreamingError<TypeConfig, Fatal<NodeId>> {
+    fn into_streaming(self) -> StreamingError<TypeConfig> {
         match self {
             CallError::Network(m) => StreamingError::Network(NetworkError::new(&Self::io(&m))),
             other => {
@@ -188,12 +212,14 @@ impl Network {
     }
 }
 
-impl RaftNetwork<TypeConfig> for Network {
+impl RaftNetworkV2<TypeConfig> for Network {
+    type SnapshotData = SnapshotFile;
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         let ttl = option.hard_ttl().max(self.factory.rpc_timeout);
         self.call(RpcKind::AppendEntries, &rpc, ttl)
             .await
@@ -202,29 +228,11 @@ impl RaftNetwork<TypeConfig> for Network {
 
     async fn vote(
         &mut self,
-        rpc: VoteRequest<NodeId>,
+        rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         let ttl = option.hard_ttl().max(self.factory.rpc_timeout);
         self.call(RpcKind::Vote, &rpc, ttl)
-            .await
-            .map_err(CallError::into_rpc)
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
-        option: RPCOption,
-    ) -> Result<
-        InstallSnapshotResponse<NodeId>,
-        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
-    > {
-        let ttl = if rpc.done {
-            self.factory.snapshots.install_timeout
-        } else {
-            option.hard_ttl().max(self.factory.snapshots.chunk_timeout)
-        };
-        self.call(RpcKind::InstallSnapshot, &rpc, ttl)
             .await
             .map_err(CallError::into_rpc)
     }
@@ -232,14 +240,15 @@ impl RaftNetwork<TypeConfig> for Network {
     async fn full_snapshot(
         &mut self,
         vote: Vote,
-        mut snapshot: Snapshot<TypeConfig>,
+        mut snapshot: Snapshot,
         cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         _option: RPCOption,
-    ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let settings = self.factory.snapshots;
+        let signature = snapshot.meta.signature();
         let io_failed = |e: std::io::Error| {
-            StreamingError::StorageError(crate::log_store::storage_error(
-                openraft::ErrorSubject::Snapshot(Some(snapshot.meta.signature())),
+            StreamingError::StorageError(openraft::StorageError::from_io_error(
+                openraft::ErrorSubject::Snapshot(Some(signature.clone())),
                 openraft::ErrorVerb::Read,
                 e,
             ))
@@ -250,6 +259,7 @@ impl RaftNetwork<TypeConfig> for Network {
         let mut offset = 0u64;
         let mut failures = 0u32;
         let mut buf = vec![0u8; settings.chunk_size.max(1)];
+        let mut transfer: u64 = rand::random();
         loop {
             data.seek(SeekFrom::Start(offset))
                 .await
@@ -263,12 +273,13 @@ impl RaftNetwork<TypeConfig> for Network {
                 filled += n;
             }
             let done = offset + filled as u64 >= total;
-            let request = InstallSnapshotRequest::<TypeConfig> {
+            let request = SnapshotChunk {
                 vote,
                 meta: snapshot.meta.clone(),
                 offset,
                 data: buf[..filled].to_vec(),
                 done,
+                transfer,
             };
             let ttl = if done {
                 settings.install_timeout
@@ -277,7 +288,7 @@ impl RaftNetwork<TypeConfig> for Network {
             };
             let reply = tokio::select! {
                 closed = &mut cancel => return Err(StreamingError::Closed(closed)),
-                reply = self.call::<_, InstallSnapshotResponse<NodeId>>(RpcKind::InstallSnapshot, &request, ttl) => reply,
+                reply = self.call::<_, SnapshotChunkReply>(RpcKind::InstallSnapshot, &request, ttl) => reply,
             };
             match reply {
                 Ok(resp) => {
@@ -293,6 +304,7 @@ impl RaftNetwork<TypeConfig> for Network {
                         "snapshot transfer restarts from the beginning"
                     );
                     offset = 0;
+                    transfer = rand::random();
                     failures += 1;
                 }
                 Err(e) => {

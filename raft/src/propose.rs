@@ -11,12 +11,19 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use openraft::error::{ClientWriteError, RaftError as OpenraftError};
+use openraft::error::{ClientWriteError, ForwardReason, RaftError as OpenraftError};
+use openraft::raft::ClientWriteResponse;
+use openraft::storage::RaftStateMachine;
 use openraft::Raft;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use crate::{CommandBatch, NodeId, TypeConfig};
+
+/// How long a batch refused for an expired leader lease waits before it is offered
+/// again (a new leader's lease starts with its first quorum acknowledgement, one
+/// heartbeat round trip after its election).
+const LEASE_RETRY: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// What one proposer gets back: the entry's index and its command's result.
 pub(crate) type Outcome = Result<(u64, Arc<dyn Any + Send + Sync>), ProposeFailure>;
@@ -64,9 +71,9 @@ impl ProposalBatcher {
     }
 
     /// Queues `command`; the returned receiver yields its outcome.
-    pub(crate) fn submit(
+    pub(crate) fn submit<SM: RaftStateMachine<TypeConfig>>(
         self: &Arc<Self>,
-        raft: &Raft<TypeConfig>,
+        raft: &Raft<TypeConfig, SM>,
         command: Vec<u8>,
     ) -> oneshot::Receiver<Outcome> {
         let (tx, rx) = oneshot::channel();
@@ -110,12 +117,38 @@ impl ProposalBatcher {
         Some(queue.waiting.drain(..take).collect())
     }
 
-    async fn drive(&self, raft: Raft<TypeConfig>) {
+    /// Writes one batch. A leader that has not yet heard from a quorum in this term
+    /// (just elected), or not for a lease (cut off), refuses writes with
+    /// `LeaseExpired`: the batch is offered again until the lease holds, or until every
+    /// proposer of the batch has stopped waiting (each has its own timeout).
+    async fn write<SM: RaftStateMachine<TypeConfig>>(
+        raft: &Raft<TypeConfig, SM>,
+        commands: Vec<Vec<u8>>,
+        replies: &[oneshot::Sender<Outcome>],
+    ) -> Result<
+        ClientWriteResponse<TypeConfig>,
+        OpenraftError<TypeConfig, ClientWriteError<TypeConfig>>,
+    > {
+        loop {
+            let result = raft.client_write(CommandBatch(commands.clone())).await;
+            match &result {
+                Err(OpenraftError::APIError(ClientWriteError::ForwardToLeader(f)))
+                    if f.reason == ForwardReason::LeaseExpired
+                        && !replies.iter().all(|r| r.is_closed()) =>
+                {
+                    tokio::time::sleep(LEASE_RETRY).await;
+                }
+                _ => return result,
+            }
+        }
+    }
+
+    async fn drive<SM: RaftStateMachine<TypeConfig>>(&self, raft: Raft<TypeConfig, SM>) {
         while let Some(batch) = self.next_batch() {
             let (commands, replies): (Vec<_>, Vec<_>) =
                 batch.into_iter().map(|q| (q.command, q.reply)).unzip();
             let count = commands.len();
-            match raft.client_write(CommandBatch(commands)).await {
+            match Self::write(&raft, commands, &replies).await {
                 Ok(response) => {
                     let index = response.log_id.index;
                     let results = response.data.0;
@@ -136,8 +169,14 @@ impl ProposalBatcher {
                 }
                 Err(e) => {
                     let failure = match e {
-                        OpenraftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-                            ProposeFailure::NotLeader(f.leader_id)
+                        // A discarded entry's fate is unknown, as a leader change
+                        // always left it: the proposer learns who leads now.
+                        OpenraftError::APIError(
+                            ClientWriteError::ForwardToLeader(f)
+                            | ClientWriteError::LogEntryDiscarded(f),
+                        ) => ProposeFailure::NotLeader(f.leader_id),
+                        OpenraftError::APIError(ClientWriteError::PreconditionFailed(p)) => {
+                            ProposeFailure::Internal(p.to_string())
                         }
                         OpenraftError::APIError(ClientWriteError::ChangeMembershipError(m)) => {
                             ProposeFailure::Membership(m.to_string())

@@ -21,9 +21,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{CheckIsLeaderError, RaftError as OpenraftError};
+use openraft::async_runtime::WatchReceiver;
+use openraft::error::{LinearizableReadError, RaftError as OpenraftError};
 use openraft::metrics::WaitError;
-use openraft::Raft;
+use openraft::storage::RaftStateMachine;
+use openraft::{Raft, ReadPolicy};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
@@ -75,9 +77,9 @@ impl ReadBatcher {
     /// Waits until a ReadIndex round that started after this call has confirmed
     /// leadership and the local state machine applied up to the read index; returns
     /// that index.
-    pub(crate) async fn barrier(
+    pub(crate) async fn barrier<SM: RaftStateMachine<TypeConfig>>(
         self: &Arc<Self>,
-        raft: &Raft<TypeConfig>,
+        raft: &Raft<TypeConfig, SM>,
     ) -> Result<u64, RaftError> {
         let (tx, rx) = oneshot::channel();
         let start_driver = {
@@ -116,7 +118,7 @@ impl ReadBatcher {
         }
     }
 
-    async fn drive(&self, raft: Raft<TypeConfig>) {
+    async fn drive<SM: RaftStateMachine<TypeConfig>>(&self, raft: Raft<TypeConfig, SM>) {
         loop {
             let batch = {
                 let mut waiting = self.waiting.lock();
@@ -147,26 +149,25 @@ fn read_index(openraft_index: Option<u64>, last_log_at_start: u64, last_log_now:
         .max(last_log_at_start.min(last_log_now))
 }
 
-async fn round(
-    raft: &Raft<TypeConfig>,
+async fn round<SM: RaftStateMachine<TypeConfig>>(
+    raft: &Raft<TypeConfig, SM>,
     timeout: Duration,
     last_log_at_start: u64,
 ) -> Result<u64, RoundFailure> {
-    let (read_log_id, _) = raft.get_read_log_id().await.map_err(|e| match e {
-        OpenraftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => {
-            RoundFailure::NotLeader(f.leader_id)
-        }
-        OpenraftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)) => {
-            RoundFailure::NoQuorum(q.to_string())
-        }
-        OpenraftError::Fatal(f) => RoundFailure::Stopped(f.to_string()),
-    })?;
-    let last_log_now = raft.metrics().borrow().last_log_index.unwrap_or(0);
-    let index = read_index(
-        read_log_id.map(|l| l.index),
-        last_log_at_start,
-        last_log_now,
-    );
+    let (read_log_id, _) =
+        raft.get_read_log_id(ReadPolicy::ReadIndex)
+            .await
+            .map_err(|e| match e {
+                OpenraftError::APIError(LinearizableReadError::ForwardToLeader(f)) => {
+                    RoundFailure::NotLeader(f.leader_id)
+                }
+                OpenraftError::APIError(LinearizableReadError::QuorumNotEnough(q)) => {
+                    RoundFailure::NoQuorum(q.to_string())
+                }
+                OpenraftError::Fatal(f) => RoundFailure::Stopped(f.to_string()),
+            })?;
+    let last_log_now = raft.metrics().borrow_watched().last_log_index.unwrap_or(0);
+    let index = read_index(Some(read_log_id.index()), last_log_at_start, last_log_now);
     if index == 0 {
         return Ok(0);
     }

@@ -1,16 +1,13 @@
 //! [`Runtime`]: openraft's Tokio runtime, except that RPC timeouts have a floor.
 //!
-//! openraft 0.9 bounds every AppendEntries it sends (log replication, heartbeats, and
-//! the leadership confirmation of a read barrier) by one heartbeat interval, whatever
-//! the network layer asks for. A follower answers an AppendEntries only after its log
-//! write is synced, and on a busy disk a sync takes longer than a 100 ms heartbeat: the
-//! leader then counts the call as failed, sends the same entries again (which the
-//! follower syncs again), and a read barrier fails for want of a quorum, while nothing
-//! is wrong. So every timeout openraft sets through its runtime is raised to at least
+//! openraft bounds the heartbeats it sends (which also confirm leadership for a read
+//! barrier) by one heartbeat interval, whatever the network layer asks for. On a busy
+//! machine a follower's answer can take longer than a 100 ms heartbeat: the leader
+//! then counts the call as failed and a read barrier fails for want of a quorum,
+//! while nothing is wrong. So every timeout openraft sets through its runtime is raised to at least
 //! [`rpc_wait_floor`], which the groups of this process set from their configuration:
 //! `min(rpc_timeout, election_timeout_min / 2)`. Half the election timeout keeps a
-//! follower from starting an election while the leader waits for its answer (in 0.9 a
-//! replication stream sends no heartbeat while a call is outstanding).
+//! follower from starting an election while the leader waits for its answer.
 //!
 //! The floor is per process: with groups of different settings, the smallest wins.
 
@@ -18,7 +15,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use openraft::{AsyncRuntime, OptionalSend, TokioRuntime};
+use openraft::{AsyncRuntime, OptionalSend};
 
 /// The floor in milliseconds; 0 until a group sets it.
 static RPC_WAIT_FLOOR_MS: AtomicU64 = AtomicU64::new(0);
@@ -36,66 +33,74 @@ pub(crate) fn set_rpc_wait_floor(floor: Duration) {
     });
 }
 
-/// openraft's async runtime for every elastickv group (see the module documentation).
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Runtime;
+/// openraft's async runtime for every elastickv group (see the module documentation):
+/// Tokio, with the floor on timeouts.
+#[derive(Debug)]
+pub struct Runtime(Tokio);
+
+#[allow(deprecated)] // openraft re-exports its Tokio runtime under a deprecated path
+type Tokio = openraft::impls::TokioRuntime;
 
 impl AsyncRuntime for Runtime {
-    type JoinError = <TokioRuntime as AsyncRuntime>::JoinError;
-    type JoinHandle<T: OptionalSend + 'static> = <TokioRuntime as AsyncRuntime>::JoinHandle<T>;
-    type Sleep = <TokioRuntime as AsyncRuntime>::Sleep;
-    type Instant = <TokioRuntime as AsyncRuntime>::Instant;
-    type TimeoutError = <TokioRuntime as AsyncRuntime>::TimeoutError;
-    type Timeout<R, T: Future<Output = R> + OptionalSend> =
-        <TokioRuntime as AsyncRuntime>::Timeout<R, T>;
-    type ThreadLocalRng = <TokioRuntime as AsyncRuntime>::ThreadLocalRng;
-    type OneshotSender<T: OptionalSend> = <TokioRuntime as AsyncRuntime>::OneshotSender<T>;
-    type OneshotReceiverError = <TokioRuntime as AsyncRuntime>::OneshotReceiverError;
-    type OneshotReceiver<T: OptionalSend> = <TokioRuntime as AsyncRuntime>::OneshotReceiver<T>;
+    type JoinError = <Tokio as AsyncRuntime>::JoinError;
+    type JoinHandle<T: OptionalSend + 'static> = <Tokio as AsyncRuntime>::JoinHandle<T>;
+    type Sleep = <Tokio as AsyncRuntime>::Sleep;
+    type Instant = <Tokio as AsyncRuntime>::Instant;
+    type TimeoutError = <Tokio as AsyncRuntime>::TimeoutError;
+    type Timeout<R, T: Future<Output = R> + OptionalSend> = <Tokio as AsyncRuntime>::Timeout<R, T>;
+    type ThreadLocalRng = <Tokio as AsyncRuntime>::ThreadLocalRng;
+    type Mpsc = <Tokio as AsyncRuntime>::Mpsc;
+    type Watch = <Tokio as AsyncRuntime>::Watch;
+    type Oneshot = <Tokio as AsyncRuntime>::Oneshot;
+    type Mutex<T: OptionalSend + 'static> = <Tokio as AsyncRuntime>::Mutex<T>;
 
     fn spawn<T>(future: T) -> Self::JoinHandle<T::Output>
     where
         T: Future + OptionalSend + 'static,
         T::Output: OptionalSend + 'static,
     {
-        TokioRuntime::spawn(future)
+        Tokio::spawn(future)
     }
 
     fn sleep(duration: Duration) -> Self::Sleep {
-        TokioRuntime::sleep(duration)
+        Tokio::sleep(duration)
     }
 
     fn sleep_until(deadline: Self::Instant) -> Self::Sleep {
-        TokioRuntime::sleep_until(deadline)
+        Tokio::sleep_until(deadline)
     }
 
     fn timeout<R, F: Future<Output = R> + OptionalSend>(
         duration: Duration,
         future: F,
     ) -> Self::Timeout<R, F> {
-        TokioRuntime::timeout(duration.max(rpc_wait_floor()), future)
+        Tokio::timeout(duration.max(rpc_wait_floor()), future)
     }
 
     fn timeout_at<R, F: Future<Output = R> + OptionalSend>(
         deadline: Self::Instant,
         future: F,
     ) -> Self::Timeout<R, F> {
-        TokioRuntime::timeout_at(deadline, future)
+        Tokio::timeout_at(deadline, future)
     }
 
     fn is_panic(join_error: &Self::JoinError) -> bool {
-        TokioRuntime::is_panic(join_error)
+        Tokio::is_panic(join_error)
     }
 
     fn thread_rng() -> Self::ThreadLocalRng {
-        TokioRuntime::thread_rng()
+        Tokio::thread_rng()
     }
 
-    fn oneshot<T>() -> (Self::OneshotSender<T>, Self::OneshotReceiver<T>)
+    fn new(threads: usize) -> Self {
+        Runtime(Tokio::new(threads))
+    }
+
+    fn block_on<F, T>(&mut self, future: F) -> T
     where
-        T: OptionalSend,
+        F: Future<Output = T>,
     {
-        TokioRuntime::oneshot()
+        self.0.block_on(future)
     }
 }
 

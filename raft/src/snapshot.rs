@@ -11,14 +11,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use elastickv_engine_api::{Durability, EngineError, EngineSnapshot, MvccEngine, RawOp};
-use openraft::{ErrorSubject, ErrorVerb, RaftSnapshotBuilder, Snapshot};
+use openraft::{ErrorSubject, ErrorVerb, RaftSnapshotBuilder};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::layout::{decode, encode, Layout, Slot};
 use crate::log_store::{blocking, storage_error};
 use crate::snapshot_file::SnapshotFile;
-use crate::{SnapshotMeta, StorageError, TypeConfig};
+use crate::types::{Snapshot, StorageError};
+use crate::{SnapshotMeta, TypeConfig};
 
 /// Buffer size of snapshot file reads and writes.
 pub(crate) const FILE_BUFFER: usize = 1024 * 1024;
@@ -86,12 +87,6 @@ impl<E: MvccEngine> SnapshotStore<E> {
             .join(format!("{kind}-{:016x}-{seq}.part", self.nonce))
     }
 
-    /// A new snapshot id.
-    pub(crate) fn new_id(&self, meta_index: Option<u64>) -> String {
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        format!("{}-{:016x}-{seq}", meta_index.unwrap_or(0), self.nonce)
-    }
-
     /// Makes the complete, synced file at `temp` the current snapshot (blocking), unless
     /// a newer snapshot is already current; removes the previous file.
     pub(crate) fn make_current(&self, meta: &SnapshotMeta, temp: &Path) -> Result<(), EngineError> {
@@ -130,7 +125,7 @@ impl<E: MvccEngine> SnapshotStore<E> {
     }
 
     /// The current snapshot, opened for reading.
-    pub(crate) async fn current(&self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+    pub(crate) async fn current(&self) -> Result<Option<Snapshot>, StorageError> {
         let stored = self.current.lock().clone();
         let Some(stored) = stored else {
             return Ok(None);
@@ -146,7 +141,7 @@ impl<E: MvccEngine> SnapshotStore<E> {
             })?;
         Ok(Some(Snapshot {
             meta: stored.meta,
-            snapshot: Box::new(file),
+            snapshot: file,
         }))
     }
 }
@@ -165,7 +160,9 @@ pub struct SnapshotBuilder<E: MvccEngine> {
 }
 
 impl<E: MvccEngine> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<E> {
-    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+    type SnapshotData = SnapshotFile;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         let failed = |e: String| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e);
         let capture = self.capture.lock().take();
         let (image, meta) = match capture {

@@ -12,8 +12,9 @@ use std::io::{BufReader, Seek, SeekFrom};
 use std::sync::Arc;
 
 use elastickv_engine_api::{Durability, EngineError, MvccEngine, RawOp};
-use openraft::storage::RaftStateMachine;
-use openraft::{EntryPayload, ErrorSubject, ErrorVerb, Snapshot};
+use futures_util::StreamExt;
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, ErrorSubject, ErrorVerb};
 use serde::{Deserialize, Serialize};
 
 use crate::applier::{Applier, ApplyEntry};
@@ -23,7 +24,8 @@ use crate::log_store::{blocking, storage_error};
 use crate::snapshot::{SnapshotBuilder, SnapshotStore, FILE_BUFFER};
 use crate::snapshot_file::SnapshotFile;
 use crate::types::Reply;
-use crate::{Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::types::{Snapshot, StorageError};
+use crate::{Entry, LogId, SnapshotMeta, StoredMembership, TypeConfig};
 
 /// The state machine of one group.
 #[derive(Debug)]
@@ -313,19 +315,9 @@ fn applies_here(entries: &[Entry]) -> bool {
     true
 }
 
-impl<E: MvccEngine, A: Applier<E>> RaftStateMachine<TypeConfig> for StateMachine<E, A> {
-    type SnapshotBuilder = SnapshotBuilder<E>;
-
-    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
-        Ok((self.applied, self.membership.clone()))
-    }
-
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Reply>, StorageError>
-    where
-        I: IntoIterator<Item = Entry> + Send,
-        I::IntoIter: Send,
-    {
-        let entries: Vec<Entry> = entries.into_iter().collect();
+impl<E: MvccEngine, A: Applier<E>> StateMachine<E, A> {
+    /// Applies `entries` (committed, in order) and returns each one's reply.
+    async fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<Vec<Reply>, StorageError> {
         let Some(last) = entries.last().map(|e| e.log_id) else {
             return Ok(Vec::new());
         };
@@ -349,6 +341,37 @@ impl<E: MvccEngine, A: Applier<E>> RaftStateMachine<TypeConfig> for StateMachine
         }
         Ok(outcome.replies)
     }
+}
+
+impl<E: MvccEngine, A: Applier<E>> RaftStateMachine<TypeConfig> for StateMachine<E, A> {
+    type SnapshotData = SnapshotFile;
+    type SnapshotBuilder = SnapshotBuilder<E>;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        Ok((self.applied, self.membership.clone()))
+    }
+
+    async fn apply<S>(&mut self, mut stream: S) -> Result<(), StorageError>
+    where
+        S: futures_util::Stream<Item = Result<EntryResponder<TypeConfig>, StorageError>>
+            + Unpin
+            + Send,
+    {
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut responders = Vec::new();
+        while let Some(item) = stream.next().await {
+            let (entry, responder) = item?;
+            entries.push(entry);
+            responders.push(responder);
+        }
+        let replies = self.apply_entries(entries).await?;
+        for (responder, reply) in responders.into_iter().zip(replies) {
+            if let Some(responder) = responder {
+                responder.send(reply);
+            }
+        }
+        Ok(())
+    }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         let capture = (|| -> Result<_, EngineError> {
@@ -360,7 +383,6 @@ impl<E: MvccEngine, A: Applier<E>> RaftStateMachine<TypeConfig> for StateMachine
             let meta = SnapshotMeta {
                 last_log_id: self.applied,
                 last_membership: self.membership.clone(),
-                snapshot_id: self.snapshots.new_id(self.applied.map(|id| id.index)),
             };
             Ok((image, meta))
         })();
@@ -370,18 +392,10 @@ impl<E: MvccEngine, A: Applier<E>> RaftStateMachine<TypeConfig> for StateMachine
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError> {
-        let path = self.snapshots.temp_path("recv");
-        let file = SnapshotFile::create(&path)
-            .await
-            .map_err(|e| storage_error(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
-        Ok(Box::new(file))
-    }
-
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<SnapshotFile>,
+        snapshot: SnapshotFile,
     ) -> Result<(), StorageError> {
         let subject = || ErrorSubject::Snapshot(Some(meta.signature()));
         let (mut file, path) = snapshot.into_std().await;
@@ -415,16 +429,17 @@ impl<E: MvccEngine, A: Applier<E>> RaftStateMachine<TypeConfig> for StateMachine
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
         self.snapshots.current().await
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use crate::types::LeaderId as CommittedLeaderId;
     use elastickv_engine_api::{Mutation, RawKeyspace, WriteBatch};
     use elastickv_engine_mem::MemEngine;
-    use openraft::CommittedLeaderId;
+    use openraft::vote::RaftLeaderId;
     use parking_lot::Mutex;
 
     use super::*;
@@ -630,7 +645,8 @@ mod tests {
         );
         let here = std::thread::current().name().map(str::to_string);
         for batch in [small, large] {
-            let sizes: Vec<usize> = RaftStateMachine::apply(&mut machine, batch)
+            let sizes: Vec<usize> = machine
+                .apply_entries(batch)
                 .await
                 .expect("apply")
                 .iter()

@@ -7,17 +7,17 @@ use std::sync::Arc;
 use elastickv_engine_api::{EngineError, MvccEngine};
 use elastickv_engine_mem::MemEngine;
 use elastickv_engine_redb::{open_redb, RedbEngine, RedbOptions};
-use openraft::testing::{StoreBuilder, Suite};
+use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::{ErrorSubject, ErrorVerb};
 use tempfile::TempDir;
 
 use crate::applier::{Applied, Applier, ApplyEntry};
 use crate::layout::Layout;
-use crate::log_store::{storage_error, LogCounters, LogStore};
+use crate::log_store::{LogCounters, LogStore};
 use crate::shared_log::SharedLog;
 use crate::snapshot::SnapshotStore;
 use crate::state_machine::StateMachine;
-use crate::{LogStorage, StorageError, TypeConfig};
+use crate::{LogStorage, TypeConfig};
 
 /// An applier that accepts every command and writes nothing but the apply state.
 struct Accept;
@@ -41,9 +41,16 @@ struct Builder<E> {
 impl<E: MvccEngine> StoreBuilder<TypeConfig, LogStore<E>, StateMachine<E, Accept>, TempDir>
     for Builder<E>
 {
-    async fn build(&self) -> Result<(TempDir, LogStore<E>, StateMachine<E, Accept>), StorageError> {
+    async fn build(
+        &self,
+    ) -> Result<(TempDir, LogStore<E>, StateMachine<E, Accept>), openraft::StorageError<TypeConfig>>
+    {
         let failed = |e: &dyn std::fmt::Display| {
-            storage_error(ErrorSubject::Store, ErrorVerb::Write, e.to_string())
+            openraft::StorageError::from_io_error(
+                ErrorSubject::Store,
+                ErrorVerb::Write,
+                std::io::Error::other(e.to_string()),
+            )
         };
         let dir = tempfile::tempdir().map_err(|e| failed(&e))?;
         let engine = Arc::new((self.open)(&dir.path().join("engine")).map_err(|e| failed(&e))?);
@@ -77,21 +84,23 @@ impl<E: MvccEngine> StoreBuilder<TypeConfig, LogStore<E>, StateMachine<E, Accept
     }
 }
 
-#[test]
-fn openraft_storage_suite_passes_on_the_mem_engine_with_the_log_in_the_engine() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openraft_storage_suite_passes_on_the_mem_engine_with_the_log_in_the_engine() {
     Suite::test_all(Builder {
         open: |_| Ok(MemEngine::new()),
         log: LogStorage::Engine,
     })
+    .await
     .expect("storage suite");
 }
 
-#[test]
-fn openraft_storage_suite_passes_on_the_mem_engine_with_log_files() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openraft_storage_suite_passes_on_the_mem_engine_with_log_files() {
     Suite::test_all(Builder {
         open: |_| Ok(MemEngine::new()),
         log: LogStorage::Files,
     })
+    .await
     .expect("storage suite");
 }
 
@@ -105,38 +114,42 @@ fn open_small_redb(dir: &std::path::Path) -> Result<RedbEngine, EngineError> {
     )
 }
 
-#[test]
-fn openraft_storage_suite_passes_on_the_redb_engine_with_log_files() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openraft_storage_suite_passes_on_the_redb_engine_with_log_files() {
     Suite::test_all(Builder {
         open: open_small_redb,
         log: LogStorage::Files,
     })
+    .await
     .expect("storage suite");
 }
 
-#[test]
-fn openraft_storage_suite_passes_on_the_redb_engine_with_the_log_in_the_engine() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openraft_storage_suite_passes_on_the_redb_engine_with_the_log_in_the_engine() {
     Suite::test_all(Builder {
         open: open_small_redb,
         log: LogStorage::Engine,
     })
+    .await
     .expect("storage suite");
 }
 
-#[test]
-fn openraft_storage_suite_passes_on_the_mem_engine_with_the_shared_log() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openraft_storage_suite_passes_on_the_mem_engine_with_the_shared_log() {
     Suite::test_all(Builder {
         open: |_| Ok(MemEngine::new()),
         log: LogStorage::Shared,
     })
+    .await
     .expect("storage suite");
 }
 
-#[test]
-fn openraft_storage_suite_passes_on_the_redb_engine_with_the_shared_log() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openraft_storage_suite_passes_on_the_redb_engine_with_the_shared_log() {
     Suite::test_all(Builder {
         open: open_small_redb,
         log: LogStorage::Shared,
     })
+    .await
     .expect("storage suite");
 }

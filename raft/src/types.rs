@@ -75,20 +75,28 @@ openraft::declare_raft_types!(
         R = Reply,
         NodeId = NodeId,
         Node = openraft::BasicNode,
-        Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = crate::snapshot_file::SnapshotFile,
+        Term = u64,
+        LeaderId = LeaderId,
         AsyncRuntime = crate::runtime::Runtime,
 );
 
+/// The id of a leader: (term, node). Two leaders of one term are impossible, so the
+/// committed form (what a log id carries) is the same pair; its encoding is the one
+/// elastickv has always stored.
+pub type LeaderId = openraft::impls::leader_id_adv::LeaderId<u64, NodeId>;
 /// A log id: (term, leader, index).
-pub type LogId = openraft::LogId<NodeId>;
+pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
 /// A vote.
-pub type Vote = openraft::Vote<NodeId>;
+pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
 /// A log entry.
-pub type Entry = openraft::Entry<TypeConfig>;
+pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
 /// A stored membership (the log id that set it and the configuration).
-pub type StoredMembership = openraft::StoredMembership<NodeId, openraft::BasicNode>;
+pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
 /// Snapshot metadata.
-pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, openraft::BasicNode>;
-/// openraft's storage error for this configuration.
-pub type StorageError = openraft::StorageError<NodeId>;
+pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
+/// The error openraft's storage traits return: an I/O error whose message says what
+/// failed (`failed to read Logs: ...`).
+pub(crate) type StorageError = std::io::Error;
+/// A snapshot: its metadata and its file.
+pub(crate) type Snapshot =
+    openraft::type_config::alias::SnapshotOf<TypeConfig, crate::snapshot_file::SnapshotFile>;

@@ -196,9 +196,9 @@ pub async fn new_node_catches_up_from_a_snapshot<K: EngineKind>() {
 
 /// A sender whose replication restarts drops its `InstallSnapshot` call, and with it
 /// (in process, and over gRPC) the receiver's handling of the chunk. The receiver must
-/// still finish that chunk: openraft keeps the file offset of a transfer across awaits,
-/// and a chunk cut off after seeking but before recording the new offset made the next
-/// chunk land at the wrong place (a corrupt snapshot, a fatal install, a stopped group).
+/// still finish that chunk: it keeps the offset received so far across awaits, and a
+/// chunk cut off after writing but before counting its bytes would make the next chunk
+/// land at the wrong place (a corrupt snapshot, a fatal install, a stopped group).
 /// Each round cuts the repeated first chunk off after a different number of polls, then
 /// sends the last chunk; the install must succeed every time.
 pub async fn a_snapshot_chunk_whose_sender_gives_up_is_still_received<K: EngineKind>() {
@@ -206,10 +206,21 @@ pub async fn a_snapshot_chunk_whose_sender_gives_up_is_still_received<K: EngineK
     use std::task::Poll;
 
     use elastickv_raft::{
-        RaftRequest, RpcKind, SnapshotMeta, StoredMembership, TypeConfig, Vote, DEFAULT_GROUP,
+        LeaderId, LogId, RaftRequest, RpcKind, SnapshotMeta, StoredMembership, Vote, DEFAULT_GROUP,
     };
-    use openraft::raft::InstallSnapshotRequest;
-    use openraft::{BasicNode, CommittedLeaderId, LogId, Membership};
+    use openraft::vote::RaftLeaderId;
+    use openraft::{BasicNode, Membership};
+
+    /// A snapshot chunk as the sender encodes it.
+    #[derive(serde::Serialize)]
+    struct Chunk {
+        vote: Vote,
+        meta: SnapshotMeta,
+        offset: u64,
+        data: Vec<u8>,
+        done: bool,
+        transfer: u64,
+    }
 
     let kept = test_config().logs_kept_after_snapshot;
     let (mut cluster, _) = snapshotting_cluster::<K>(60, 600, kept).await;
@@ -245,24 +256,24 @@ pub async fn a_snapshot_chunk_whose_sender_gives_up_is_still_received<K: EngineK
         .map(|id| (*id, BasicNode::new(format!("node-{id}"))))
         .collect();
     let membership = StoredMembership::new(
-        Some(LogId::new(CommittedLeaderId::new(0, 0), 0)),
-        Membership::new(vec![voters], nodes),
+        Some(LogId::new(LeaderId::new(0, 0), 0)),
+        Membership::new(vec![voters], nodes).expect("a membership"),
     );
     let chunk = |round: u64, offset: usize, end: usize| {
-        let request = InstallSnapshotRequest::<TypeConfig> {
+        let request = Chunk {
             vote,
             meta: SnapshotMeta {
                 // Each round is a newer snapshot, so that it is installed, not skipped.
                 last_log_id: Some(LogId::new(
-                    CommittedLeaderId::new(built.term, leader),
+                    LeaderId::new(built.term, leader),
                     built.snapshot_index + round,
                 )),
                 last_membership: membership.clone(),
-                snapshot_id: format!("probe-{round}"),
             },
             offset: offset as u64,
             data: bytes[offset..end].to_vec(),
             done: end == bytes.len(),
+            transfer: round,
         };
         RaftRequest {
             from: leader,
