@@ -13,6 +13,7 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
+use std::error::Error as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,11 +44,16 @@ pub struct Client {
     router: Option<Arc<tokio::sync::Mutex<Router>>>,
 }
 
-/// Whether `e` is a gRPC `Unavailable` (the node could not be reached or could not
-/// serve).
+/// Whether `e` says the node could not be reached or could not serve: a gRPC
+/// `Unavailable`, or a `Cancelled` raised by the transport (a request sent on a
+/// connection the node closed as it went down: "connection closed").
 fn is_unavailable(e: &Error) -> bool {
-    e.downcast_ref::<tonic::Status>()
-        .is_some_and(|s| s.code() == tonic::Code::Unavailable)
+    e.downcast_ref::<tonic::Status>().is_some_and(|s| {
+        s.code() == tonic::Code::Unavailable
+            || (s.code() == tonic::Code::Cancelled
+                && s.source()
+                    .is_some_and(|source| source.is::<tonic::transport::Error>()))
+    })
 }
 
 /// How often a [`Router`] asks again where the leaders are.
