@@ -11,6 +11,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
+use openraft::async_runtime::WatchReceiver;
 use openraft::error::{ClientWriteError, ForwardReason, RaftError as OpenraftError};
 use openraft::raft::ClientWriteResponse;
 use openraft::storage::RaftStateMachine;
@@ -20,10 +21,10 @@ use tokio::sync::oneshot;
 
 use crate::{CommandBatch, NodeId, TypeConfig};
 
-/// How long a batch refused for an expired leader lease waits before it is offered
-/// again (a new leader's lease starts with its first quorum acknowledgement, one
-/// heartbeat round trip after its election).
-const LEASE_RETRY: std::time::Duration = std::time::Duration::from_millis(2);
+/// The longest a batch refused for an expired leader lease waits for the lease to
+/// change (a new leader's lease starts with its first quorum acknowledgement, one
+/// heartbeat round trip after its election) before it is offered again anyway.
+const LEASE_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// What one proposer gets back: the entry's index and its command's result.
 pub(crate) type Outcome = Result<(u64, Arc<dyn Any + Send + Sync>), ProposeFailure>;
@@ -136,7 +137,20 @@ impl ProposalBatcher {
                     if f.reason == ForwardReason::LeaseExpired
                         && !replies.iter().all(|r| r.is_closed()) =>
                 {
-                    tokio::time::sleep(LEASE_RETRY).await;
+                    // Offered again once a quorum acknowledgement is recorded (or
+                    // leadership changes), not after a fixed pause.
+                    let (acked, term) = {
+                        let metrics = raft.metrics();
+                        let m = metrics.borrow_watched();
+                        (m.last_quorum_acked, m.current_term)
+                    };
+                    let _ = raft
+                        .wait(Some(LEASE_WAIT))
+                        .metrics(
+                            move |m| m.last_quorum_acked != acked || m.current_term != term,
+                            "a leader lease",
+                        )
+                        .await;
                 }
                 _ => return result,
             }
