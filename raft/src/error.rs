@@ -51,6 +51,14 @@ pub enum RaftError {
         /// Why.
         message: String,
     },
+    /// A node named as a group's voter (to lead it, say) is not one of its voters.
+    #[error("node {node} is not a voter of group {group}")]
+    NotAVoter {
+        /// The group.
+        group: GroupId,
+        /// The node.
+        node: NodeId,
+    },
     /// The node does not host the group.
     #[error("group {0} is not hosted on this node")]
     NoSuchGroup(GroupId),

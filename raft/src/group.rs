@@ -524,6 +524,107 @@ impl<E: MvccEngine, A: Applier<E>> Group<E, A> {
             .map_err(|f| stopped(self.id, f))
     }
 
+    /// Hands the leadership of the group to the voter `to`, waiting at most `timeout`.
+    /// Leader only: fails with [`RaftError::NotLeader`] on another node, and with it too
+    /// (naming the new leader) when a third node wins the election; with
+    /// [`RaftError::NotAVoter`] when `to` is not a voter. `to` being this node is done
+    /// at once.
+    ///
+    /// First waits until `to` has acknowledged a message sent after the call and holds
+    /// the whole log as it was at the call, so that a node that is down or far behind is
+    /// refused (with [`RaftError::Timeout`]) before anything changes. Then the leader
+    /// stops taking writes (they are answered `NotLeader` naming `to`), tells every voter
+    /// to give up its lease, and `to` campaigns once its log holds the leader's last
+    /// entry; returns when this node has seen `to` lead a later term.
+    pub async fn transfer_leader(&self, to: NodeId, timeout: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let status = self.status();
+        if status.role != Role::Leader {
+            return Err(RaftError::NotLeader {
+                group: self.id,
+                node: self.node,
+                leader: status.leader,
+            });
+        }
+        if to == self.node {
+            return Ok(());
+        }
+        if !status.voters.contains(&to) {
+            return Err(RaftError::NotAVoter {
+                group: self.id,
+                node: to,
+            });
+        }
+        let term = status.term;
+        let log_end = status.last_log_index;
+        let acked_before = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow_watched();
+            m.heartbeat.as_ref().and_then(|h| h.get(&to).cloned())
+        };
+        let ready = self
+            .raft
+            .wait(Some(
+                deadline.saturating_duration_since(tokio::time::Instant::now()),
+            ))
+            .metrics(
+                |m| {
+                    if m.current_term != term || m.state != ServerState::Leader {
+                        return true;
+                    }
+                    let acked = m.heartbeat.as_ref().and_then(|h| h.get(&to).cloned());
+                    let matched = m
+                        .replication
+                        .as_ref()
+                        .and_then(|r| r.get(&to).cloned())
+                        .flatten()
+                        .map(|id| id.index);
+                    acked.is_some() && acked != acked_before && matched >= Some(log_end)
+                },
+                "the new leader to catch up",
+            )
+            .await;
+        let ready = match ready {
+            Ok(m) => m,
+            Err(WaitError::Timeout(..)) => {
+                return Err(self.timeout("the new leader catching up", timeout))
+            }
+            Err(WaitError::ShuttingDown) => return Err(stopped(self.id, "shutting down")),
+        };
+        if ready.current_term != term || ready.state != ServerState::Leader {
+            return Err(RaftError::NotLeader {
+                group: self.id,
+                node: self.node,
+                leader: ready.current_leader,
+            });
+        }
+        self.raft
+            .trigger()
+            .transfer_leader(to)
+            .await
+            .map_err(|f| stopped(self.id, f))?;
+        let done = self
+            .raft
+            .wait(Some(
+                deadline.saturating_duration_since(tokio::time::Instant::now()),
+            ))
+            .metrics(
+                |m| m.current_term > term && m.current_leader.is_some(),
+                "a new leader",
+            )
+            .await;
+        match done {
+            Ok(m) if m.current_leader == Some(to) => Ok(()),
+            Ok(m) => Err(RaftError::NotLeader {
+                group: self.id,
+                node: self.node,
+                leader: m.current_leader,
+            }),
+            Err(WaitError::Timeout(..)) => Err(self.timeout("the leadership transfer", timeout)),
+            Err(WaitError::ShuttingDown) => Err(stopped(self.id, "shutting down")),
+        }
+    }
+
     /// Stops the group. The engine stays open until every handle to it is dropped.
     pub async fn shutdown(&self) -> Result<()> {
         self.raft.shutdown().await.map_err(|e| RaftError::Stopped {
@@ -582,6 +683,17 @@ impl<E: MvccEngine, A: Applier<E>> Group<E, A> {
                             "snapshot chunk task failed: {e}"
                         ))),
                     },
+                    Err(e) => Err(e),
+                };
+                encode(&reply)
+            }
+            RpcKind::TransferLeader => {
+                let reply = match decode(body) {
+                    Ok(request) => self
+                        .raft
+                        .handle_transfer_leader(request)
+                        .await
+                        .map_err(|e| raft_failure(&e)),
                     Err(e) => Err(e),
                 };
                 encode(&reply)

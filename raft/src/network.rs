@@ -16,7 +16,8 @@ use std::time::Duration;
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::RPCOption;
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::{BasicNode, RaftNetworkFactory, RaftNetworkV2};
 use serde::de::DeserializeOwned;
@@ -233,6 +234,17 @@ impl RaftNetworkV2<TypeConfig> for Network {
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         let ttl = option.hard_ttl().max(self.factory.rpc_timeout);
         self.call(RpcKind::Vote, &rpc, ttl)
+            .await
+            .map_err(CallError::into_rpc)
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let ttl = option.hard_ttl().max(self.factory.rpc_timeout);
+        self.call(RpcKind::TransferLeader, &req, ttl)
             .await
             .map_err(CallError::into_rpc)
     }

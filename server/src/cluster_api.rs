@@ -3,9 +3,10 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use elastickv_engine_api::MvccEngine;
-use elastickv_raft::Role;
+use elastickv_raft::{RaftError, Role};
 use elastickv_txn::GroupId;
 use tonic::{Request, Response, Status};
 
@@ -287,21 +288,117 @@ impl<E: MvccEngine> Admin for ClusterApi<E> {
         request: Request<pb::TransferLeaderRequest>,
     ) -> Result<Response<pb::TransferLeaderResponse>, Status> {
         let r = request.into_inner();
-        if r.node_id != 0 && r.node_id != self.cluster.config().node_id {
-            return Err(Status::invalid_argument(
-                "send TransferLeader to the node that should lead (node_id 0 or its own id)",
-            ));
-        }
-        let g = self.group(r.group_id)?;
-        g.trigger_election()
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        g.wait_for(std::time::Duration::from_secs(10), "leadership", |s| {
-            s.role == Role::Leader
-        })
-        .await
-        .map_err(|e| Status::deadline_exceeded(e.to_string()))?;
+        let me = self.cluster.config().node_id;
+        let to = if r.node_id == 0 { me } else { r.node_id };
+        self.move_leadership(r.group_id, to).await?;
         Ok(Response::new(pb::TransferLeaderResponse {}))
+    }
+}
+
+/// How long a TransferLeader request may take, hops to the leader included.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl<E: MvccEngine> ClusterApi<E> {
+    /// Makes `to` the leader of `group`: the leader hands its leadership over; any other
+    /// node passes the request to the leader it knows of. Returns once `to` leads (as
+    /// the node that handed over leadership, or `to` itself, sees it).
+    async fn move_leadership(&self, group: GroupId, to: u64) -> Result<(), Status> {
+        let me = self.cluster.config().node_id;
+        let g = self.group(group)?;
+        let deadline = Instant::now() + TRANSFER_TIMEOUT;
+        let late = || {
+            Status::deadline_exceeded(format!(
+                "group {group}: node {to} does not lead after {TRANSFER_TIMEOUT:?}"
+            ))
+        };
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(late());
+            }
+            let status = g.status();
+            if status.role == Role::Leader {
+                match g.transfer_leader(to, remaining).await {
+                    Ok(()) => return Ok(()),
+                    // Another node won the election: ask it.
+                    Err(RaftError::NotLeader { .. }) => continue,
+                    Err(e @ RaftError::NotAVoter { .. }) => {
+                        return Err(Status::invalid_argument(e.to_string()))
+                    }
+                    Err(e @ RaftError::Timeout { .. }) => {
+                        return Err(Status::deadline_exceeded(e.to_string()))
+                    }
+                    Err(e) => return Err(Status::unavailable(e.to_string())),
+                }
+            }
+            let leader = status.leader.filter(|&l| l != me);
+            let Some(leader) = leader else {
+                // No leader known (an election is on): wait for one.
+                let _ = g
+                    .wait_for(remaining, "a leader", |s| {
+                        s.role == Role::Leader || s.leader.is_some_and(|l| l != me)
+                    })
+                    .await;
+                continue;
+            };
+            let addr = status.addresses.get(&leader).cloned().ok_or_else(|| {
+                Status::unavailable(format!(
+                    "group {group}: the leader {leader} has no address here"
+                ))
+            })?;
+            match Self::ask_leader(&addr, group, to, remaining).await {
+                Ok(()) => {
+                    if to == me {
+                        // Answer once this node knows it leads, as callers expect.
+                        g.wait_for(remaining, "leadership", |s| s.role == Role::Leader)
+                            .await
+                            .map_err(|_| late())?;
+                    }
+                    return Ok(());
+                }
+                Err(s) if s.code() == tonic::Code::Unavailable => {
+                    // The leader moved or is unreachable: retry once this node's view
+                    // of the leadership changes.
+                    let term = status.term;
+                    let _ = g
+                        .wait_for(remaining, "a leadership change", |s| {
+                            s.term != term || s.leader != Some(leader)
+                        })
+                        .await;
+                }
+                Err(s) => return Err(s),
+            }
+        }
+    }
+
+    /// Passes a TransferLeader request for `to` to the leader at `addr`.
+    async fn ask_leader(
+        addr: &str,
+        group: GroupId,
+        to: u64,
+        timeout: Duration,
+    ) -> Result<(), Status> {
+        let call = async {
+            let mut client =
+                crate::pb::cluster::admin_client::AdminClient::connect(format!("http://{addr}"))
+                    .await
+                    .map_err(|e| {
+                        Status::unavailable(format!("cannot reach the leader at {addr}: {e}"))
+                    })?;
+            let mut request = Request::new(pb::TransferLeaderRequest {
+                group_id: group,
+                node_id: to,
+            });
+            request.set_timeout(timeout);
+            client.transfer_leader(request).await.map(|_| ())
+        };
+        tokio::time::timeout(timeout, call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Status::deadline_exceeded(format!(
+                    "group {group}: the leader at {addr} did not answer in {timeout:?}"
+                )))
+            })
     }
 }
 

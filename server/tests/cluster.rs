@@ -309,6 +309,88 @@ async fn killing_each_groups_leader_loses_no_acknowledged_write() {
     .await;
 }
 
+/// What node `id` reports of `group`.
+async fn group_status(
+    cluster: &TestCluster,
+    id: u64,
+    group: u64,
+) -> elastickv_server::pb::cluster::GroupStatus {
+    let mut c = cluster.client(id).await;
+    let status = c.status().await.expect("status");
+    status
+        .groups
+        .into_iter()
+        .find(|g| g.group_id == group)
+        .expect("the group")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_moves_on_request_sent_to_any_node() {
+    bounded(async {
+        let cluster = TestCluster::start(3, ENGINE).await;
+        let group = 1;
+        let old = cluster.leader_of(group).await;
+        let others: Vec<u64> = (1..=3).filter(|&n| n != old).collect();
+        let (target, relay) = (others[0], others[1]);
+        let admin = |id: u64| AdminClient::connect(format!("http://{}", cluster.addr(id)));
+
+        // Sent to a node that neither leads nor is named: it passes the request on.
+        admin(relay)
+            .await
+            .expect("connect")
+            .transfer_leader(TransferLeaderRequest {
+                group_id: group,
+                node_id: target,
+            })
+            .await
+            .expect("leadership moves to the named node");
+        // The old leader answered once it saw the target lead.
+        let seen = group_status(&cluster, old, group).await;
+        assert_eq!(seen.leader_id, target, "{seen:?}");
+        assert_eq!(seen.role, "follower", "{seen:?}");
+
+        // Sent to the node that should lead (node_id 0): it answers once it leads.
+        admin(old)
+            .await
+            .expect("connect")
+            .transfer_leader(TransferLeaderRequest {
+                group_id: group,
+                node_id: 0,
+            })
+            .await
+            .expect("leadership moves back");
+        assert_eq!(group_status(&cluster, old, group).await.role, "leader");
+
+        // A node that is not a voter cannot lead.
+        let e = admin(target)
+            .await
+            .expect("connect")
+            .transfer_leader(TransferLeaderRequest {
+                group_id: group,
+                node_id: 42,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{}", e.message());
+        assert!(e.message().contains("not a voter"), "{}", e.message());
+
+        // The group takes writes through any node afterwards.
+        for id in 1..=3 {
+            let mut c = cluster.client(id).await;
+            let k = format!("kiwi-moved-{id}");
+            retrying(|| {
+                let mut c = c.clone();
+                let k = k.clone();
+                async move { c.put(k.as_bytes(), b"v").await }
+            })
+            .await
+            .expect("a write after the transfers");
+            let _ = &mut c;
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_group_transactions_are_atomic_and_conflicts_abort() {
     bounded(async {

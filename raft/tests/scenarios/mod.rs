@@ -26,6 +26,7 @@ macro_rules! scenarios {
             reads_through_the_barrier_are_linearizable_across_leader_changes,
             concurrent_proposals_share_log_syncs,
             writes_commit_despite_dropped_and_delayed_messages,
+            leadership_moves_to_the_named_voter_while_writes_arrive,
         );
     };
 }
@@ -534,5 +535,109 @@ pub async fn writes_commit_despite_dropped_and_delayed_messages<K: EngineKind>()
     let (_, lost) = cluster.net.counts();
     assert!(lost > 0, "the fault injection dropped messages");
     cluster.assert_identical(last).await;
+    cluster.shutdown().await;
+}
+
+/// `transfer_leader` hands leadership to the voter named, with writes arriving; none
+/// acknowledged is lost. It is refused, changing nothing, on a follower, for a
+/// non-voter, and for a voter that is down (the leader keeps its term and its writes).
+pub async fn leadership_moves_to_the_named_voter_while_writes_arrive<K: EngineKind>() {
+    let mut cluster = Cluster::<K>::start(3, test_config()).await;
+    cluster.put("before", "1").await;
+    let old = cluster.leader().await;
+    let old_term = cluster.group(old).status().term;
+    let others: Vec<_> = cluster
+        .node_ids()
+        .into_iter()
+        .filter(|&n| n != old)
+        .collect();
+
+    match cluster
+        .group(others[0])
+        .transfer_leader(others[1], WAIT)
+        .await
+    {
+        Err(RaftError::NotLeader { leader, .. }) => assert_eq!(leader, Some(old)),
+        other => panic!("a follower handed over leadership: {other:?}"),
+    }
+    match cluster.group(old).transfer_leader(9, WAIT).await {
+        Err(RaftError::NotAVoter { node: 9, .. }) => {}
+        other => panic!("leadership went to a non-voter: {other:?}"),
+    }
+    cluster
+        .group(old)
+        .transfer_leader(old, WAIT)
+        .await
+        .expect("the leader already leads");
+
+    // A writer on the old leader until it refuses: every write it was told is
+    // committed must survive the transfer.
+    let group = cluster.group(old);
+    let writer = tokio::spawn(async move {
+        let mut acknowledged = Vec::new();
+        for i in 0.. {
+            let key = format!("during-{i}");
+            match group.propose(kv::put(key.as_bytes(), b"w")).await {
+                Ok(p) => {
+                    p.response.expect("command accepted");
+                    acknowledged.push(key);
+                }
+                Err(RaftError::NotLeader { .. }) => break,
+                Err(e) => panic!("a write failed otherwise than NotLeader: {e}"),
+            }
+        }
+        acknowledged
+    });
+    // Let some writes in first.
+    cluster
+        .group(old)
+        .wait_for(WAIT, "writes to arrive", |s| s.applied_index > 20)
+        .await
+        .expect("writes");
+    let target = others[0];
+    cluster
+        .group(old)
+        .transfer_leader(target, WAIT)
+        .await
+        .expect("leadership moves");
+    let status = cluster
+        .group(target)
+        .wait_for(WAIT, "the new leader to know it leads", |s| {
+            s.role == Role::Leader
+        })
+        .await
+        .expect("the target leads");
+    assert!(status.term > old_term, "{status:?}");
+    let acknowledged = writer.await.expect("writer");
+    assert!(!acknowledged.is_empty());
+    for key in &acknowledged {
+        assert_eq!(
+            cluster.read_among(&[target], key).await.as_deref(),
+            Some("w"),
+            "{key} was acknowledged"
+        );
+    }
+
+    // A voter that is down is refused before the leader stops taking writes.
+    let down = others[1];
+    cluster.stop_node(down).await;
+    let term = cluster.group(target).status().term;
+    match cluster
+        .group(target)
+        .transfer_leader(down, Duration::from_secs(1))
+        .await
+    {
+        Err(RaftError::Timeout { .. }) => {}
+        other => panic!("a transfer to a stopped node: {other:?}"),
+    }
+    let status = cluster.group(target).status();
+    assert_eq!((status.role, status.term), (Role::Leader, term));
+    cluster
+        .group(target)
+        .propose(kv::put(b"after", b"2"))
+        .await
+        .expect("the leader still takes writes")
+        .response
+        .expect("command accepted");
     cluster.shutdown().await;
 }
