@@ -132,17 +132,24 @@ pub async fn restarted_follower_catches_up_from_the_log<K: EngineKind>() {
         .expect("follower");
     cluster.stop_node(follower).await;
     let rest = cluster.node_ids();
+    let mut first = None;
     let mut last = 0;
     for i in 0..30 {
         last = cluster
             .propose_among(&rest, kv::put(format!("k{i}").as_bytes(), b"v"))
             .await;
+        first.get_or_insert(last);
     }
     cluster.start_node(follower).await;
     let status = cluster.wait_applied(follower, last).await;
-    assert_eq!(
-        status.snapshot_index, 0,
-        "caught up from the log, not a snapshot"
+    // The follower may snapshot what it had applied itself: openraft does so at start
+    // when the state machine is ahead of the local log (an entry applied before the
+    // follower's own append of it was flushed, lost at the stop; it was committed by
+    // the other two). What it missed while down must come from the log.
+    let first = first.expect("entries written while the follower was down");
+    assert!(
+        status.snapshot_index < first,
+        "caught up from the log, not a snapshot: {status:?}"
     );
     assert_eq!(cluster.local_value(follower, "k29").as_deref(), Some("v"));
     cluster.assert_identical(last).await;
