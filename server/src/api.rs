@@ -272,10 +272,7 @@ impl<E: MvccEngine> PublicApi<E> {
         let limit = config.forward_timeout * (config.forward_attempts.max(1) + 2);
         match tokio::time::timeout(limit, call(client, request)).await {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(status)) => Err(Status::new(
-                status.code(),
-                format!("(served by node {leader}) {}", status.message()),
-            )),
+            Ok(Err(status)) => Err(forwarded_write_failure(leader, &status)),
             Err(_) => Err(Status::unknown(format!(
                 "node {leader}, the key's leader, did not answer within {limit:?}; \
                  the write may or may not have been applied"
@@ -938,4 +935,45 @@ pub fn lock_ttl(limits: &ApiLimits) -> Duration {
 /// The coordinator's timestamp source, as the trait object it wants.
 pub fn tso_of<E: MvccEngine>(cluster: &Arc<Cluster<E>>) -> Arc<dyn TimestampSource> {
     Arc::clone(cluster) as Arc<dyn TimestampSource>
+}
+
+/// What a client is told when the key's leader failed a forwarded write. The leader's
+/// own answer keeps its code. A `Cancelled` comes from the connection instead (the
+/// leader went down with the request in flight, hyper's "operation was canceled"):
+/// the leader may have applied the write before it died, so the outcome is unknown,
+/// which a client may retry as it does any `Unknown`.
+fn forwarded_write_failure(leader: u64, status: &Status) -> Status {
+    if status.code() == tonic::Code::Cancelled {
+        Status::unknown(format!(
+            "the connection to node {leader}, the key's leader, closed before it \
+             answered ({}); the write may or may not have been applied",
+            status.message()
+        ))
+    } else {
+        Status::new(
+            status.code(),
+            format!("(served by node {leader}) {}", status.message()),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_lost_mid_write_is_an_unknown_outcome() {
+        let lost = forwarded_write_failure(1, &Status::cancelled("operation was canceled"));
+        assert_eq!(lost.code(), tonic::Code::Unknown);
+        assert!(lost.message().contains("node 1"), "{}", lost.message());
+        assert!(
+            lost.message().contains("may or may not"),
+            "{}",
+            lost.message()
+        );
+
+        let refused = forwarded_write_failure(2, &Status::failed_precondition("write conflict"));
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+        assert_eq!(refused.message(), "(served by node 2) write conflict");
+    }
 }
