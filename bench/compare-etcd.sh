@@ -74,7 +74,7 @@ if [ "$BUILD" = 1 ]; then
   SERVER_FEATURES=()
   [ "$ENGINE" = rocks ] && SERVER_FEATURES=(--features engine-rocks)
   cargo build --release -p elastickv-server --bin elastickv "${SERVER_FEATURES[@]}"
-  cargo build --release -p elastickv-bench --no-default-features --bin elastickv-load
+  cargo build --release -p elastickv-bench --no-default-features --features mimalloc --bin elastickv-load
 fi
 for b in elastickv elastickv-load; do
   [ -x "$BIN/$b" ] || die "$BIN/$b is missing (BUILD=1 builds it)"

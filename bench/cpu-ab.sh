@@ -4,17 +4,20 @@
 # Starts a fresh 3-node cluster (redb, 3 groups, loopback) for each run, warms it up
 # with a 2 s put run, then measures a put run with `elastickv-load --leader-routing`:
 # puts per second, the three nodes' CPU time per put (utime + stime from
-# /proc/<pid>/stat) and their Raft log syncs per put (from /metrics). Runs alternate
+# /proc/<pid>/stat), their Raft log syncs per put (from /metrics) and the load
+# generator's own CPU time per put (it shares the cores). Runs alternate
 # A, B, A, B, ... so that both see the same machine noise. With ETCD=1 each round also
 # measures a 3-member etcd the same way (needs `etcd` on the PATH).
 #
 #   A=/path/to/elastickv B=/path/to/other/elastickv bench/cpu-ab.sh
 #   A_FLAGS="--raft-transport unary" B_FLAGS="--raft-transport stream" bench/cpu-ab.sh
+#   A_LOAD=/path/to/elastickv-load B_LOAD=/path/to/other/elastickv-load bench/cpu-ab.sh
 #
 # Settings (environment):
 #   A, B          the elastickv binaries [default: both target/release/elastickv]
 #   A_FLAGS, B_FLAGS   more `elastickv node` flags for each side
 #   LOAD          the elastickv-load binary [default: target/release/elastickv-load]
+#   A_LOAD, B_LOAD     the load generator for each side (and etcd's: A_LOAD) [default: LOAD]
 #   CLIENTS=16    closed-loop clients      ROUNDS=3      A/B pairs
 #   DURATION=5    seconds measured         ENGINE=redb   GROUPS_N=3
 #   ETCD=0        also measure etcd        WORK_DIR=/var/tmp/elastickv-cpu-ab (wiped)
@@ -27,6 +30,8 @@ B=${B:-$TARGET/release/elastickv}
 A_FLAGS=${A_FLAGS:-}
 B_FLAGS=${B_FLAGS:-}
 LOAD=${LOAD:-$TARGET/release/elastickv-load}
+A_LOAD=${A_LOAD:-$LOAD}
+B_LOAD=${B_LOAD:-$LOAD}
 CLIENTS=${CLIENTS:-16}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
@@ -36,7 +41,7 @@ ETCD=${ETCD:-0}
 WORK_DIR=${WORK_DIR:-/var/tmp/elastickv-cpu-ab}
 BASE_PORT=${BASE_PORT:-26051}
 
-for bin in "$A" "$B" "$LOAD"; do
+for bin in "$A" "$B" "$A_LOAD" "$B_LOAD"; do
   [ -x "$bin" ] || { echo "cpu-ab: $bin is not an executable (build with --release first)" >&2; exit 1; }
 done
 if [ "$ETCD" = 1 ] && ! command -v etcd >/dev/null; then
@@ -61,21 +66,24 @@ cpu_ticks() { # the summed utime + stime of PIDS, in clock ticks
   echo "$total"
 }
 
-# measure NAME TARGET ENDPOINTS SYNC_COMMAND: prints one line for the run.
+# measure NAME TARGET ENDPOINTS SYNC_COMMAND LOAD: prints one line for the run.
 measure() {
-  local name=$1 target=$2 endpoints=$3 syncs=$4
-  "$LOAD" --target "$target" --endpoints "$endpoints" -w put -c "$CLIENTS" --duration 2s \
+  local name=$1 target=$2 endpoints=$3 syncs=$4 load=$5
+  "$load" --target "$target" --endpoints "$endpoints" -w put -c "$CLIENTS" --duration 2s \
     $( [ "$target" = elastickv ] && echo --leader-routing ) >/dev/null 2>&1
-  local s0 c0 c1 s1
+  local s0 c0 c1 s1 load_ticks
   s0=$($syncs)
   c0=$(cpu_ticks)
-  "$LOAD" --target "$target" --endpoints "$endpoints" -w put -c "$CLIENTS" --duration "${DURATION}s" \
-    $( [ "$target" = elastickv ] && echo --leader-routing ) --json "$WORK_DIR/run.json" >/dev/null 2>&1
+  # The generator's CPU time: its shell's children's utime + stime, once it has ended.
+  # shellcheck disable=SC2016
+  load_ticks=$(bash -c '"$@" >/dev/null 2>&1; awk "{print \$16 + \$17}" /proc/$$/stat' load \
+    "$load" --target "$target" --endpoints "$endpoints" -w put -c "$CLIENTS" --duration "${DURATION}s" \
+    $( [ "$target" = elastickv ] && echo --leader-routing ) --json "$WORK_DIR/run.json")
   c1=$(cpu_ticks)
   s1=$($syncs)
-  python3 - "$WORK_DIR/run.json" "$name" "$CLIENTS" "$DURATION" "$((c1 - c0))" "$(getconf CLK_TCK)" "$s0" "$s1" <<'EOF'
+  python3 - "$WORK_DIR/run.json" "$name" "$CLIENTS" "$DURATION" "$((c1 - c0))" "$(getconf CLK_TCK)" "$s0" "$s1" "$load_ticks" <<'EOF'
 import json, sys
-path, name, clients, duration, ticks, hz, s0, s1 = sys.argv[1:]
+path, name, clients, duration, ticks, hz, s0, s1, load_ticks = sys.argv[1:]
 report = json.load(open(path))
 ops = sum(o["ops"] for o in report["ops"])
 errors = sum(o.get("errors_total", 0) for o in report["ops"])
@@ -84,7 +92,8 @@ if ops == 0:
     sys.exit(0)
 cpu_ms = int(ticks) / int(hz) * 1000 / ops
 syncs = "" if s0 == "-" else f"  log syncs/put {(int(s1) - int(s0)) / ops:.3f}"
-print(f"{name:8s} clients={clients}  puts/s {ops / float(duration):8.0f}  CPU/put {cpu_ms:.3f} ms{syncs}  errors {errors}")
+load_ms = int(load_ticks) / int(hz) * 1000 / ops
+print(f"{name:8s} clients={clients}  puts/s {ops / float(duration):8.0f}  CPU/put {cpu_ms:.3f} ms{syncs}  load generator CPU/put {load_ms:.3f} ms  errors {errors}")
 EOF
 }
 
@@ -113,8 +122,8 @@ wait_for() { # WHAT COMMAND...: retries COMMAND for up to 20 s
   done
 }
 
-run_elastickv() { # NAME BINARY FLAGS
-  local name=$1 bin=$2 flags=$3 i members="" endpoints=""
+run_elastickv() { # NAME BINARY FLAGS LOAD
+  local name=$1 bin=$2 flags=$3 load=$4 i members="" endpoints=""
   rm -rf "$WORK_DIR/ekv"
   for i in 1 2 3; do
     members+="${members:+,}$i=127.0.0.1:$((BASE_PORT + i - 1))"
@@ -128,8 +137,8 @@ run_elastickv() { # NAME BINARY FLAGS
       --log warn $flags >"$WORK_DIR/$name-node$i.log" 2>&1 &
     PIDS+=($!)
   done
-  wait_for "the $name cluster" "$LOAD" --endpoints "$endpoints" -w put -c 1 --ops 10 --leader-routing
-  measure "$name" elastickv "$endpoints" ekv_syncs
+  wait_for "the $name cluster" "$load" --endpoints "$endpoints" -w put -c 1 --ops 10 --leader-routing
+  measure "$name" elastickv "$endpoints" ekv_syncs "$load"
   stop_all
 }
 
@@ -151,15 +160,15 @@ run_etcd() {
     PIDS+=($!)
   done
   wait_for etcd curl -sf "http://127.0.0.1:$((BASE_PORT + 20))/health"
-  measure etcd etcd "$endpoints" no_syncs
+  measure etcd etcd "$endpoints" no_syncs "$A_LOAD"
   stop_all
 }
 
 rm -rf "$WORK_DIR"
 mkdir -p "$WORK_DIR"
-echo "cpu-ab: A=$A ${A_FLAGS:+($A_FLAGS) }B=$B ${B_FLAGS:+($B_FLAGS) }engine $ENGINE, $GROUPS_N groups, $CLIENTS clients, ${DURATION}s runs"
+echo "cpu-ab: A=$A ${A_FLAGS:+($A_FLAGS) }B=$B ${B_FLAGS:+($B_FLAGS) }engine $ENGINE, $GROUPS_N groups, $CLIENTS clients, ${DURATION}s runs${A_LOAD:+, load generators $A_LOAD and $B_LOAD}"
 for _ in $(seq "$ROUNDS"); do
-  run_elastickv A "$A" "$A_FLAGS"
-  run_elastickv B "$B" "$B_FLAGS"
+  run_elastickv A "$A" "$A_FLAGS" "$A_LOAD"
+  run_elastickv B "$B" "$B_FLAGS" "$B_LOAD"
   if [ "$ETCD" = 1 ]; then run_etcd; fi
 done

@@ -36,7 +36,9 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 /// leader instead.
 #[derive(Debug, Clone)]
 pub struct Client {
-    raw: RawKvClient<WholeBodyChannel>,
+    /// The connection the typed clients below share; single-key requests build their
+    /// typed client on it (or on a leader's) per call, one handle clone each.
+    channel: WholeBodyChannel,
     txn: TransactionalKvClient<WholeBodyChannel>,
     admin: AdminClient<WholeBodyChannel>,
     distribution: DistributionClient<WholeBodyChannel>,
@@ -67,7 +69,8 @@ pub struct Router {
     /// `(start, end, leader address)`, ascending; an empty end is the end of the space.
     ranges: Vec<(Vec<u8>, Vec<u8>, String)>,
     asked: Option<Instant>,
-    clients: HashMap<String, Client>,
+    /// A connection to each leader met so far.
+    leaders: HashMap<String, WholeBodyChannel>,
 }
 
 impl Router {
@@ -101,49 +104,63 @@ impl Router {
         self.asked = None;
     }
 
-    /// The client to send `key`'s request to: its leader's, or `fallback`.
-    async fn client_for(&mut self, key: &[u8], fallback: &mut Client) -> Client {
+    /// The connection to send `key`'s request on: its leader's, or `None` (the leader
+    /// is not known or cannot be reached) for `via`'s own. Asks `via` for the routes
+    /// when they are older than [`ROUTES_MAX_AGE`].
+    async fn channel_for(&mut self, key: &[u8], via: &mut Client) -> Option<WholeBodyChannel> {
         let stale = self.asked.is_none_or(|t| t.elapsed() > ROUTES_MAX_AGE);
-        if stale && self.refresh(fallback).await.is_err() {
+        if stale && self.refresh(via).await.is_err() {
             // Keep the old answer (or none) and try again after the next period.
             self.asked = Some(Instant::now());
         }
-        let Some(leader) = self.leader_of(key).map(str::to_string) else {
-            return fallback.clone();
-        };
-        if let Some(client) = self.clients.get(&leader) {
-            return client.clone();
+        let leader = self.leader_of(key)?;
+        if let Some(channel) = self.leaders.get(leader) {
+            return Some(channel.clone());
         }
-        match Client::connect(&leader).await {
-            Ok(client) => {
-                self.clients.insert(leader, client.clone());
-                client
-            }
-            Err(_) => fallback.clone(),
-        }
+        let leader = leader.to_string();
+        let channel = connect_channel(&leader).await.ok()?;
+        self.leaders.insert(leader, channel.clone());
+        Some(channel)
     }
+}
+
+/// The largest message a client sends or accepts.
+const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// A connection to `addr` (`host:port`) whose unary requests each go out in one write
+/// (see `whole_body`).
+async fn connect_channel(addr: &str) -> Result<WholeBodyChannel, Error> {
+    let channel = Channel::from_shared(format!("http://{addr}"))?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    Ok(whole_body(channel))
+}
+
+/// A `TransactionalKV` client on `channel`.
+fn txn_client(channel: WholeBodyChannel) -> TransactionalKvClient<WholeBodyChannel> {
+    TransactionalKvClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE)
+}
+
+/// A `RawKV` client on `channel`.
+fn raw_client(channel: WholeBodyChannel) -> RawKvClient<WholeBodyChannel> {
+    RawKvClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE)
 }
 
 impl Client {
     /// Connects to `addr` (`host:port`).
     pub async fn connect(addr: &str) -> Result<Client, Error> {
-        let channel = Channel::from_shared(format!("http://{addr}"))?
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .connect()
-            .await
-            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-        // Each request in one write (see `whole_body`).
-        let channel = whole_body(channel);
-        let max = 64 * 1024 * 1024;
+        let channel = connect_channel(addr).await?;
         Ok(Client {
-            raw: RawKvClient::new(channel.clone())
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max),
-            txn: TransactionalKvClient::new(channel.clone())
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max),
+            txn: txn_client(channel.clone()),
             admin: AdminClient::new(channel.clone()),
-            distribution: DistributionClient::new(channel),
+            distribution: DistributionClient::new(channel.clone()),
+            channel,
             router: None,
         })
     }
@@ -172,23 +189,24 @@ impl Client {
     /// once more through this client's node, which hands it to the current leader, and
     /// the routes are asked for again. Single-key writes are blind (the same value
     /// again), so sending one twice leaves what sending it once does.
+    ///
+    /// `call` gets the connection to send on (a handle: one clone per call, not one
+    /// per service).
     async fn single<T, F, Fut>(&mut self, key: &[u8], call: F) -> Result<T, Error>
     where
-        F: Fn(Client) -> Fut,
+        F: Fn(WholeBodyChannel) -> Fut,
         Fut: std::future::Future<Output = Result<T, Error>>,
     {
         let Some(router) = self.router.clone() else {
-            return call(self.clone()).await;
+            return call(self.channel.clone()).await;
         };
-        let mut here = Client {
-            router: None,
-            ..self.clone()
+        let Some(leader) = router.lock().await.channel_for(key, self).await else {
+            return call(self.channel.clone()).await;
         };
-        let leader = router.lock().await.client_for(key, &mut here).await;
         match call(leader).await {
             Err(e) if is_unavailable(&e) => {
                 router.lock().await.forget();
-                call(here).await
+                call(self.channel.clone()).await
             }
             other => other,
         }
@@ -196,36 +214,39 @@ impl Client {
 
     /// Writes `key` (a one-key transaction); returns the commit timestamp.
     pub async fn put(&mut self, key: &[u8], value: &[u8]) -> Result<u64, Error> {
-        let request = api::PutRequest {
-            key: key.to_vec(),
-            value: value.to_vec(),
-        };
-        self.single(key, move |mut c| {
-            let request = request.clone();
-            async move { Ok(c.txn.put(request).await?.into_inner().commit_ts) }
+        self.single(key, |channel| async move {
+            let request = api::PutRequest {
+                key: key.to_vec(),
+                value: value.to_vec(),
+            };
+            Ok(txn_client(channel)
+                .put(request)
+                .await?
+                .into_inner()
+                .commit_ts)
         })
         .await
     }
 
     /// Reads the latest committed value of `key`.
     pub async fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        let request = api::GetRequest { key: key.to_vec() };
-        self.single(key, move |mut c| {
-            let request = request.clone();
-            async move {
-                let r = c.txn.get(request).await?.into_inner();
-                Ok(r.exists.then_some(r.value))
-            }
+        self.single(key, |channel| async move {
+            let request = api::GetRequest { key: key.to_vec() };
+            let r = txn_client(channel).get(request).await?.into_inner();
+            Ok(r.exists.then_some(r.value))
         })
         .await
     }
 
     /// Deletes `key` (a one-key transaction); returns the commit timestamp.
     pub async fn delete(&mut self, key: &[u8]) -> Result<u64, Error> {
-        let request = api::DeleteRequest { key: key.to_vec() };
-        self.single(key, move |mut c| {
-            let request = request.clone();
-            async move { Ok(c.txn.delete(request).await?.into_inner().commit_ts) }
+        self.single(key, |channel| async move {
+            let request = api::DeleteRequest { key: key.to_vec() };
+            Ok(txn_client(channel)
+                .delete(request)
+                .await?
+                .into_inner()
+                .commit_ts)
         })
         .await
     }
@@ -254,30 +275,30 @@ impl Client {
 
     /// A raw (non-transactional) write.
     pub async fn raw_put(&mut self, key: &[u8], value: &[u8]) -> Result<u64, Error> {
-        let request = api::RawPutRequest {
-            key: key.to_vec(),
-            value: value.to_vec(),
-            ttl_ms: 0,
-        };
-        self.single(key, move |mut c| {
-            let request = request.clone();
-            async move { Ok(c.raw.raw_put(request).await?.into_inner().commit_ts) }
+        self.single(key, |channel| async move {
+            let request = api::RawPutRequest {
+                key: key.to_vec(),
+                value: value.to_vec(),
+                ttl_ms: 0,
+            };
+            Ok(raw_client(channel)
+                .raw_put(request)
+                .await?
+                .into_inner()
+                .commit_ts)
         })
         .await
     }
 
     /// A raw read of the latest value.
     pub async fn raw_get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        let request = api::RawGetRequest {
-            key: key.to_vec(),
-            ts: 0,
-        };
-        self.single(key, move |mut c| {
-            let request = request.clone();
-            async move {
-                let r = c.raw.raw_get(request).await?.into_inner();
-                Ok(r.exists.then_some(r.value))
-            }
+        self.single(key, |channel| async move {
+            let request = api::RawGetRequest {
+                key: key.to_vec(),
+                ts: 0,
+            };
+            let r = raw_client(channel).raw_get(request).await?.into_inner();
+            Ok(r.exists.then_some(r.value))
         })
         .await
     }

@@ -9,6 +9,13 @@ use clap::Parser;
 use elastickv_bench::load::args::{Args, TargetArg};
 use elastickv_bench::load::{run_until, Connector, ElasticKvConnector, EtcdConnector};
 
+/// The generator shares the machine's cores with the clusters it measures; with the C
+/// library's malloc, allocation took about a sixth of its CPU time at 256 clients
+/// (docs/benchmarks.md). Off without the `mimalloc` feature.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args = Args::parse(); // --help, --version and usage errors exit here
     let config = match args.config() {
