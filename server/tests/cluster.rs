@@ -195,6 +195,36 @@ async fn three_nodes_serve_writes_and_reads_through_any_node() {
                 "the client knows {k}'s leader"
             );
         }
+        // Every single-key request of a routing client goes through its key's leader
+        // and does what it does through any node.
+        for i in 0..6 {
+            let k = format!("{}-raw", key(i)); // in each group, as `key` spreads them
+            routed
+                .raw_put(k.as_bytes(), format!("raw{i}").as_bytes())
+                .await
+                .expect("routed raw put");
+            assert_eq!(
+                routed.raw_get(k.as_bytes()).await.expect("routed raw get"),
+                Some(format!("raw{i}").into_bytes())
+            );
+            assert_eq!(
+                plain.raw_get(k.as_bytes()).await.expect("raw get"),
+                Some(format!("raw{i}").into_bytes())
+            );
+        }
+        for i in 0..6 {
+            let k = key(i);
+            assert_eq!(
+                routed.get(k.as_bytes()).await.expect("routed get"),
+                Some(format!("routed{i}").into_bytes())
+            );
+        }
+        routed
+            .delete(key(11).as_bytes())
+            .await
+            .expect("routed delete");
+        assert_eq!(plain.get(key(11).as_bytes()).await.unwrap(), None);
+        assert_eq!(routed.get(key(11).as_bytes()).await.unwrap(), None);
         // The leader of the first key's group crashes: a routing client that knew it
         // finds it unreachable, and its request goes through its own node instead.
         let route = plain.route(key(0).as_bytes()).await.unwrap();
