@@ -83,10 +83,19 @@ impl Metrics {
     /// Records one finished RPC (`code` is the gRPC status code name, "OK" on success).
     pub fn observe(&self, method: &str, code: &str, elapsed: Duration) {
         let mut rpcs = self.rpcs.lock();
-        let rpc = rpcs.entry(method.to_string()).or_default();
+        // Every call after a method's first finds its entry without allocating.
+        let rpc = match rpcs.get_mut(method) {
+            Some(rpc) => rpc,
+            None => rpcs.entry(method.to_string()).or_default(),
+        };
         rpc.requests += 1;
         if code != "OK" {
-            *rpc.errors.entry(code.to_string()).or_default() += 1;
+            match rpc.errors.get_mut(code) {
+                Some(n) => *n += 1,
+                None => {
+                    rpc.errors.insert(code.to_string(), 1);
+                }
+            }
         }
         let secs = elapsed.as_secs_f64();
         rpc.sum_seconds += secs;

@@ -486,25 +486,32 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let method = request.uri().path().to_string();
+        let path = request.uri().path();
+        if path.starts_with("/elastickv.v1.Internal/") || path.starts_with("/grpc.") {
+            return Box::pin(self.inner.call(request));
+        }
+        let method = path.to_string();
         let metrics = Arc::clone(&self.metrics);
         let started = Instant::now();
         let future = self.inner.call(request);
         Box::pin(async move {
             let response = future.await;
-            if !method.starts_with("/elastickv.v1.Internal/") && !method.starts_with("/grpc.") {
-                let code = match &response {
-                    Ok(r) => r
-                        .headers()
-                        .get("grpc-status")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<i32>().ok())
-                        .map(|c| format!("{:?}", tonic::Code::from(c)))
-                        .unwrap_or_else(|| "OK".to_string()),
-                    Err(_) => "Internal".to_string(),
-                };
-                metrics.observe(&method, &code, started.elapsed());
-            }
+            // A call that fails before its body answers with the status in its headers
+            // ("trailers only"); a successful one has none there.
+            let code = match &response {
+                Ok(r) => match r
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .map(tonic::Code::from)
+                {
+                    None | Some(tonic::Code::Ok) => "OK".into(),
+                    Some(c) => format!("{c:?}").into(),
+                },
+                Err(_) => std::borrow::Cow::Borrowed("Internal"),
+            };
+            metrics.observe(&method, &code, started.elapsed());
             response
         })
     }
