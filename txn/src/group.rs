@@ -157,7 +157,14 @@ impl<E: MvccEngine> TxnStateMachine<E> {
             owners.push(index);
             batches.push(batch);
         }
-        let written = self.engine().write_group(&batches)?;
+        let written = match self.engine().write_group(&batches) {
+            Ok(written) => written,
+            Err(failure) => {
+                // Any prefix of the group may be in the store.
+                self.forget_recent_writes();
+                return Err(failure);
+            }
+        };
         drop(batches);
         let mut results: Vec<Option<Result<(), EngineError>>> =
             (0..pending.len()).map(|_| None).collect();
@@ -165,6 +172,7 @@ impl<E: MvccEngine> TxnStateMachine<E> {
             results[index] = Some(result);
         }
         let first_refused = results.iter().position(|r| matches!(r, Some(Err(_))));
+        let any_refused = first_refused.is_some();
         // One by one, a refused command still writes its raw operations. Those of
         // every command from the first refused one on are written again, in order, so
         // each raw key ends as the last command touching it left it.
@@ -181,10 +189,18 @@ impl<E: MvccEngine> TxnStateMachine<E> {
             let outcome = match (item.plan, result) {
                 // Refused while planning: its answer is already there.
                 (None, _) => continue,
-                (Some(plan), None | Some(Ok(()))) => Ok(plan.output),
+                (Some(plan), None | Some(Ok(()))) => {
+                    self.recent().record(&plan.mutations, plan.ts);
+                    Ok(plan.output)
+                }
                 (Some(_), Some(Err(refused))) => Err(TxnError::from(refused)),
             };
             outcomes[item.slot] = Some(outcome);
+        }
+        if any_refused {
+            // A refusal is usually a limit (nothing written), but a batch that failed
+            // in the store may have been: read the store again when next needed.
+            self.forget_recent_writes();
         }
         if !rewrite.is_empty() {
             // One batch per command (each within the engine's limits, as it was
@@ -193,7 +209,10 @@ impl<E: MvccEngine> TxnStateMachine<E> {
                 .iter()
                 .map(|raw| WriteBatch::raw_only(raw).with_durability(durability))
                 .collect();
-            for result in self.engine().write_group(&batches)? {
+            let rewritten = self.engine().write_group(&batches).inspect_err(|_| {
+                self.forget_recent_writes();
+            })?;
+            for result in rewritten {
                 result?;
             }
         }

@@ -23,6 +23,7 @@ use crate::command::{Command, CommandOutput};
 use crate::error::TxnError;
 use crate::keys::{self, check_user_key, check_value};
 use crate::lock::{Record, StoredLock};
+use crate::recent::RecentWrites;
 
 /// The timestamp every read of "the current state" of internal records uses.
 pub(crate) const LATEST: Timestamp = u64::MAX;
@@ -66,6 +67,9 @@ impl Plan {
 /// the in-memory shard's mutex); reads may run concurrently with it.
 pub struct TxnStateMachine<E: MvccEngine> {
     engine: Arc<E>,
+    /// What planning asks of the store, for recently written and never-locked keys
+    /// (shared by clones: planning is one caller at a time whichever clone it uses).
+    recent: Arc<RecentWrites>,
 }
 
 impl<E: MvccEngine> std::fmt::Debug for TxnStateMachine<E> {
@@ -80,6 +84,7 @@ impl<E: MvccEngine> Clone for TxnStateMachine<E> {
     fn clone(&self) -> Self {
         TxnStateMachine {
             engine: self.engine.clone(),
+            recent: Arc::clone(&self.recent),
         }
     }
 }
@@ -87,7 +92,28 @@ impl<E: MvccEngine> Clone for TxnStateMachine<E> {
 impl<E: MvccEngine> TxnStateMachine<E> {
     /// A state machine over `engine`.
     pub fn new(engine: Arc<E>) -> Self {
-        TxnStateMachine { engine }
+        Self::with_recent_writes(engine, crate::recent::DEFAULT_CAPACITY)
+    }
+
+    /// A state machine over `engine` whose planning remembers up to `capacity` recently
+    /// written keys (`0`: none; every check reads the engine). Answers never depend on
+    /// it, only how often the engine is read (see [`crate::recent`]).
+    pub fn with_recent_writes(engine: Arc<E>, capacity: usize) -> Self {
+        TxnStateMachine {
+            engine,
+            recent: Arc::new(RecentWrites::new(capacity)),
+        }
+    }
+
+    pub(crate) fn recent(&self) -> &RecentWrites {
+        &self.recent
+    }
+
+    /// Drops what planning remembers of recent writes. Call it after replacing the
+    /// engine's content behind the state machine's back (a snapshot restore); it is read
+    /// from the store again when next needed.
+    pub fn forget_recent_writes(&self) {
+        self.recent.forget();
     }
 
     /// The engine underneath (for snapshots, compaction and the Raft layer).
@@ -113,7 +139,12 @@ impl<E: MvccEngine> TxnStateMachine<E> {
         let outcome = self
             .plan(command, &limits, &Fence::default())
             .and_then(|plan| {
-                self.write_plan(&plan, raw, durability)?;
+                if let Err(e) = self.write_plan(&plan, raw, durability) {
+                    // Nothing, or (a storage failure) anything, may have been written.
+                    self.recent.forget();
+                    return Err(e);
+                }
+                self.recent.record(&plan.mutations, plan.ts);
                 Ok(plan.output)
             });
         if outcome.is_err() && !raw.is_empty() {
@@ -221,7 +252,7 @@ impl<E: MvccEngine> TxnStateMachine<E> {
 
     fn check_raw_write(&self, write: &Mutation, limits: &Limits) -> Result<(), TxnError> {
         check_mutation(write, limits)?;
-        if let Some(lock) = self.present_lock(write.key())? {
+        if let Some(lock) = self.planned_lock(write.key())? {
             return Err(TxnError::Locked(Box::new(lock.info(write.key()))));
         }
         Ok(())
@@ -242,17 +273,17 @@ impl<E: MvccEngine> TxnStateMachine<E> {
         self.check_fence(start_ts, fence)?;
         for m in mutations {
             let key = m.key();
-            let lock = self.newest_lock(key)?;
-            if let Some((_, Some(lock))) = &lock {
+            let (lock, newer_lock) = self.lock_check(key, start_ts)?;
+            if let Some(lock) = lock {
                 return Err(TxnError::Locked(Box::new(lock.info(key))));
             }
             self.check_newer(&keys::data_key(key), key, start_ts)?;
-            if let Some((lock_ts, _)) = lock {
+            if let Some(lock_ts) = newer_lock {
                 check_ts_newer(lock_ts, key, start_ts)?;
             }
         }
         for key in read_keys {
-            if let Some(lock) = self.present_lock(key)? {
+            if let Some(lock) = self.planned_lock(key)? {
                 if lock.kind != crate::lock::LockKind::LockOnly {
                     return Err(TxnError::Locked(Box::new(lock.info(key))));
                 }
@@ -343,27 +374,60 @@ impl<E: MvccEngine> TxnStateMachine<E> {
         }
     }
 
-    /// The commit ts of the newest version of `key`'s lock key, with the lock it holds
-    /// (`None` when that version deletes it); `None` when the key was never locked.
-    /// One read where the key was never locked (the common case), two otherwise.
-    pub(crate) fn newest_lock(
+    /// For planning: the lock present on `key`, and the ts of the newest version of
+    /// its lock key if newer than `start_ts`. From memory where [`RecentWrites`] knows;
+    /// else one engine read where the key was never locked, two otherwise.
+    pub(crate) fn lock_check(
         &self,
         key: &[u8],
-    ) -> Result<Option<(Timestamp, Option<StoredLock>)>, TxnError> {
-        match self.engine.latest_commit_ts(&keys::lock_key(key))? {
-            None => Ok(None),
-            Some(ts) => Ok(Some((ts, self.present_lock(key)?))),
+        start_ts: Timestamp,
+    ) -> Result<(Option<StoredLock>, Option<Timestamp>), TxnError> {
+        let lock_key = keys::lock_key(key);
+        if self.recent.may_be_locked(self.engine.as_ref(), &lock_key)? == Some(false) {
+            return Ok((None, self.newer_version(&lock_key, start_ts)?));
+        }
+        match self.engine.latest_commit_ts(&lock_key)? {
+            None => Ok((None, None)),
+            Some(ts) => Ok((self.present_lock(key)?, Some(ts).filter(|t| *t > start_ts))),
         }
     }
 
-    /// Fails with `WriteConflict` when `engine_key` has a version newer than `start_ts`.
+    /// For planning: the lock present on `key` (from memory when it knows there is none).
+    pub(crate) fn planned_lock(&self, key: &[u8]) -> Result<Option<StoredLock>, TxnError> {
+        let lock_key = keys::lock_key(key);
+        if self.recent.may_be_locked(self.engine.as_ref(), &lock_key)? == Some(false) {
+            return Ok(None);
+        }
+        self.present_lock(key)
+    }
+
+    /// For planning: the ts of `engine_key`'s newest version if newer than `start_ts`.
+    fn newer_version(
+        &self,
+        engine_key: &[u8],
+        start_ts: Timestamp,
+    ) -> Result<Option<Timestamp>, TxnError> {
+        if let Some(known) =
+            self.recent
+                .newer_version(self.engine.as_ref(), engine_key, start_ts)?
+        {
+            return Ok(known);
+        }
+        Ok(self
+            .engine
+            .latest_commit_ts(engine_key)?
+            .filter(|ts| *ts > start_ts))
+    }
+
+    /// For planning: fails with `WriteConflict` when `engine_key` has a version newer
+    /// than `start_ts`.
     pub(crate) fn check_newer(
         &self,
         engine_key: &[u8],
         key: &[u8],
         start_ts: Timestamp,
     ) -> Result<(), TxnError> {
-        match self.engine.latest_commit_ts(engine_key)? {
+        match self.newer_version(engine_key, start_ts)? {
             Some(ts) => check_ts_newer(ts, key, start_ts),
             None => Ok(()),
         }

@@ -71,8 +71,8 @@ impl<E: MvccEngine> TxnStateMachine<E> {
             if !seen.insert(key) {
                 continue;
             }
-            let newest_lock = self.newest_lock(key)?;
-            if let Some((_, Some(lock))) = &newest_lock {
+            let (lock, newer_lock) = self.lock_check(key, start_ts)?;
+            if let Some(lock) = &lock {
                 if lock.start_ts == start_ts {
                     continue; // a repeated prewrite of this key: already done
                 }
@@ -82,7 +82,7 @@ impl<E: MvccEngine> TxnStateMachine<E> {
             // lock version means another transaction locked the key after we started,
             // and a lock written below it would be hidden from everyone reading "now".
             self.check_newer(&keys::data_key(key), key, start_ts)?;
-            if let Some((lock_ts, _)) = newest_lock {
+            if let Some(lock_ts) = newer_lock {
                 check_ts_newer(lock_ts, key, start_ts)?;
             }
             let mut lock = StoredLock {
@@ -140,7 +140,7 @@ impl<E: MvccEngine> TxnStateMachine<E> {
                 Some(Record::Committed(_)) => {} // a repeated commit: succeeds
                 None => {
                     let ours = self
-                        .present_lock(primary)?
+                        .planned_lock(primary)?
                         .filter(|l| l.start_ts == start_ts);
                     if ours.is_none() {
                         return Err(TxnError::LockNotFound {
@@ -157,7 +157,7 @@ impl<E: MvccEngine> TxnStateMachine<E> {
             if !seen.insert(key.as_slice()) {
                 continue;
             }
-            let Some(lock) = self.present_lock(key)?.filter(|l| l.start_ts == start_ts) else {
+            let Some(lock) = self.planned_lock(key)?.filter(|l| l.start_ts == start_ts) else {
                 continue; // already committed (or never locked here): nothing to do
             };
             match lock.kind {
@@ -247,7 +247,7 @@ impl<E: MvccEngine> TxnStateMachine<E> {
             None => {}
         }
         if let Some(lock) = self
-            .present_lock(primary)?
+            .planned_lock(primary)?
             .filter(|l| l.start_ts == start_ts)
         {
             if lock.lock_expiry > caller_ts {
@@ -276,7 +276,7 @@ impl<E: MvccEngine> TxnStateMachine<E> {
         key: &[u8],
         start_ts: Timestamp,
     ) -> Result<(), TxnError> {
-        if let Some(lock) = self.present_lock(key)?.filter(|l| l.start_ts == start_ts) {
+        if let Some(lock) = self.planned_lock(key)?.filter(|l| l.start_ts == start_ts) {
             if lock.kind == LockKind::Put && lock.inline.is_none() {
                 plan.delete(keys::intent_key(key));
             }

@@ -168,8 +168,18 @@ pub fn apply_group_matches_applying_one_by_one<E: MvccEngine, O: Fn(&Path) -> En
     for group in [1, 2, 3, 7, sample.len()] {
         check_groups_against_one_by_one(open, &sample, group);
     }
-    // A generated log (a fixed linear congruential sequence: the same every run).
-    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let log = generated_log(0x2545_f491_4f6c_dd1d, 300);
+    for group in [4, 16, log.len()] {
+        check_groups_against_one_by_one(open, &log, group);
+    }
+}
+
+/// A generated log of `commands` commands over five keys (more with the purges among
+/// them): every command kind, start timestamps that lag so that conflicts and locks
+/// meet, rollbacks, raw writes and GC purges. A fixed linear congruential sequence from
+/// `seed`: the same log every run.
+pub fn generated_log(seed: u64, commands: usize) -> Vec<Command> {
+    let mut state = seed;
     let mut next = |n: u64| {
         state = state
             .wrapping_mul(6_364_136_223_846_793_005)
@@ -179,7 +189,7 @@ pub fn apply_group_matches_applying_one_by_one<E: MvccEngine, O: Fn(&Path) -> En
     let keys = ["a", "b", "c", "d", "e"];
     let mut log = Vec::new();
     let mut ts = 10;
-    for _ in 0..300 {
+    for _ in 0..commands {
         ts += 1 + next(3);
         let key = keys[next(5) as usize];
         let other = keys[next(5) as usize];
@@ -215,7 +225,143 @@ pub fn apply_group_matches_applying_one_by_one<E: MvccEngine, O: Fn(&Path) -> En
             log.push(prewrite(other, ts - 21, vec![put(other, "too old")]));
         }
     }
-    for group in [4, 16, log.len()] {
-        check_groups_against_one_by_one(open, &log, group);
+    log
+}
+
+/// Planning answers from its memory of recent writes only what the store would answer:
+/// the same log gives the same answers and the same store with the memory off, at its
+/// default size, so small that it keeps dropping keys, and forgotten now and then (as
+/// after a snapshot restore), one by one and in groups, with GC compacting the store at
+/// each purge's fence as the server does.
+pub fn recent_writes_never_change_an_answer<E: MvccEngine, O: Fn(&Path) -> EngineResult<E>>(
+    open: &O,
+) {
+    use elastickv_engine_api::Durability;
+    use std::sync::Arc;
+
+    let log = contended_log(0x9e37_79b9_7f4a_7c15, 600);
+    // (capacity, forget every n commands (0: never), group size)
+    let runs: [(usize, usize, usize); 6] = [
+        (0, 0, 1),
+        (elastickv_txn::DEFAULT_RECENT_WRITES, 0, 1),
+        (4, 0, 1),
+        (16, 37, 1),
+        (3, 0, 8),
+        (elastickv_txn::DEFAULT_RECENT_WRITES, 23, 16),
+    ];
+    let mut expected: Option<(Vec<String>, Vec<u8>)> = None;
+    for (capacity, forget_every, group) in runs {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let engine = Arc::new(open(dir.path()).expect("open the engine"));
+        let sm = TxnStateMachine::with_recent_writes(Arc::clone(&engine), capacity);
+        let mut answers = Vec::new();
+        for (n, chunk) in log.chunks(group).enumerate() {
+            if forget_every > 0 && n % forget_every == forget_every - 1 {
+                sm.forget_recent_writes();
+            }
+            let items: Vec<(&Command, &[elastickv_engine_api::RawOp])> =
+                chunk.iter().map(|c| (c, &[][..])).collect();
+            let outcomes = sm
+                .apply_group(&items, Durability::Buffered)
+                .expect("no engine failure");
+            answers.extend(outcomes.iter().map(|o| format!("{o:?}")));
+            if chunk
+                .iter()
+                .any(|c| matches!(c, Command::PurgeTxnRecords { .. }))
+            {
+                let fence = sm.gc_fence().expect("fence");
+                elastickv_txn::gc::compact_txn_data(engine.as_ref(), fence).expect("compact");
+            }
+        }
+        let store = stream_of(engine.as_ref());
+        let count = |what: &str| answers.iter().filter(|a| a.contains(what)).count();
+        assert!(
+            count("WriteConflict") > 20 && count("Locked") > 20 && count("Ok(") > 200,
+            "the log meets conflicts and locks: {} conflicts, {} locked, {} applied",
+            count("WriteConflict"),
+            count("Locked"),
+            count("Ok(")
+        );
+        match &expected {
+            None => expected = Some((answers, store)),
+            Some((want, want_store)) => {
+                for (i, (got, want)) in answers.iter().zip(want).enumerate() {
+                    assert_eq!(
+                        got, want,
+                        "command {i} ({:?}): capacity {capacity}, forgetting every \
+                         {forget_every}, groups of {group}",
+                        log[i]
+                    );
+                }
+                assert_eq!(answers.len(), want.len());
+                assert!(
+                    &store == want_store,
+                    "capacity {capacity}, forgetting every {forget_every}, groups of \
+                     {group}: the same store"
+                );
+            }
+        }
     }
+}
+
+/// A generated log of two-phase transactions that finish (commit or roll back) while
+/// one-phase writes, raw writes and purges go on beside them over twelve keys, with
+/// lagging start timestamps: writes meet newer versions, locks, and lock versions left
+/// by finished transactions. Fixed by `seed`.
+pub fn contended_log(seed: u64, commands: usize) -> Vec<Command> {
+    let mut state = seed;
+    let mut next = |n: u64| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) % n
+    };
+    let keys: Vec<String> = (0..12).map(|i| format!("key{i:02}")).collect();
+    // Prewritten transactions not finished yet: (primary, other key, start_ts).
+    let mut open: Vec<(String, String, Timestamp)> = Vec::new();
+    let mut log = Vec::new();
+    let mut ts = 100;
+    while log.len() < commands {
+        ts += 1 + next(3);
+        let key = keys[next(12) as usize].clone();
+        let other = keys[next(12) as usize].clone();
+        let start = ts - next(8);
+        match next(20) {
+            0..=7 => log.push(one_phase(start, ts, vec![put(&key, &ts.to_string())])),
+            8 => log.push(Command::OnePhase {
+                start_ts: start,
+                commit_ts: ts,
+                mutations: vec![del(&key)],
+                read_keys: vec![k(&other)],
+            }),
+            9..=11 => {
+                log.push(prewrite(
+                    &key,
+                    start,
+                    vec![put(&key, "2pc"), put(&other, "2pc")],
+                ));
+                open.push((key, other, start));
+            }
+            12..=14 if !open.is_empty() => {
+                let (primary, second, start) = open.remove(next(open.len() as u64) as usize);
+                log.push(commit(&primary, start, ts, &[&primary, &second]));
+            }
+            15 if !open.is_empty() => {
+                let (primary, second, start) = open.remove(next(open.len() as u64) as usize);
+                log.push(rollback(&primary, start, &[&primary, &second]));
+            }
+            16 => log.push(check(&key, start, ts)),
+            17 => log.push(Command::RawBatch {
+                ts,
+                writes: vec![put(&key, "raw"), del(&other)],
+            }),
+            18 if next(4) == 0 => log.push(Command::PurgeTxnRecords {
+                safe_point: ts - 30,
+                cursor: vec![],
+                limit: 100,
+            }),
+            _ => log.push(one_phase(start, ts, vec![put(&other, "x"), put(&key, "y")])),
+        }
+    }
+    log
 }

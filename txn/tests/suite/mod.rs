@@ -63,6 +63,7 @@ macro_rules! state_machine_tests {
             state_machine_is_deterministic,
             malformed_stored_records_are_errors_not_panics,
             apply_group_matches_applying_one_by_one,
+            recent_writes_never_change_an_answer,
         );
     };
     (@cases $name:ident, $open:expr; $($case:ident),* $(,)?) => {
