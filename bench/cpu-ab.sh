@@ -21,6 +21,8 @@
 #   CLIENTS=16    closed-loop clients      ROUNDS=3      A/B pairs
 #   DURATION=5    seconds measured         ENGINE=redb   GROUPS_N=3
 #   ETCD=0        also measure etcd        WORK_DIR=/var/tmp/elastickv-cpu-ab (wiped)
+#   PRELOAD=0     puts (64 clients) before the warm-up, so the store is not empty
+#                 (compare-etcd.sh preloads 100000 keys)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +40,7 @@ DURATION=${DURATION:-5}
 ENGINE=${ENGINE:-redb}
 GROUPS_N=${GROUPS_N:-3}
 ETCD=${ETCD:-0}
+PRELOAD=${PRELOAD:-0}
 WORK_DIR=${WORK_DIR:-/var/tmp/elastickv-cpu-ab}
 BASE_PORT=${BASE_PORT:-26051}
 
@@ -69,6 +72,10 @@ cpu_ticks() { # the summed utime + stime of PIDS, in clock ticks
 # measure NAME TARGET ENDPOINTS SYNC_COMMAND LOAD: prints one line for the run.
 measure() {
   local name=$1 target=$2 endpoints=$3 syncs=$4 load=$5
+  if [ "$PRELOAD" -gt 0 ]; then
+    "$load" --target "$target" --endpoints "$endpoints" -w put -c 64 --ops "$PRELOAD" \
+      --keys "$PRELOAD" $( [ "$target" = elastickv ] && echo --leader-routing ) >/dev/null 2>&1
+  fi
   "$load" --target "$target" --endpoints "$endpoints" -w put -c "$CLIENTS" --duration 2s \
     $( [ "$target" = elastickv ] && echo --leader-routing ) >/dev/null 2>&1
   local s0 c0 c1 s1 load_ticks
