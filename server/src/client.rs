@@ -127,8 +127,8 @@ impl Router {
 /// The largest message a client sends or accepts.
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
-/// A connection to `addr` (`host:port`) whose unary requests each go out in one write
-/// (see `whole_body`).
+/// A connection to `addr` (`host:port`) whose unary requests each go out in two writes,
+/// not three (see `whole_body`).
 async fn connect_channel(addr: &str) -> Result<WholeBodyChannel, Error> {
     let channel = Channel::from_shared(format!("http://{addr}"))?
         .connect_timeout(std::time::Duration::from_secs(5))

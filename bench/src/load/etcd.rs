@@ -68,7 +68,7 @@ impl Etcd {
     /// A target over an open channel to an etcd member.
     pub fn new(channel: Channel) -> Etcd {
         Etcd {
-            // Each request in one write, as for elastickv (see `whole_body`).
+            // Each request in two writes, not three, as for elastickv (see `whole_body`).
             kv: KvClient::new(whole_body(channel)),
         }
     }
