@@ -174,18 +174,24 @@ pub fn apply_group_matches_applying_one_by_one<E: MvccEngine, O: Fn(&Path) -> En
     }
 }
 
+/// A fixed linear congruential sequence from `seed`: `next(n)` is the next number in
+/// `0..n`, the same every run.
+fn lcg(seed: u64) -> impl FnMut(u64) -> u64 {
+    let mut state = seed;
+    move |n| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) % n
+    }
+}
+
 /// A generated log of `commands` commands over five keys (more with the purges among
 /// them): every command kind, start timestamps that lag so that conflicts and locks
 /// meet, rollbacks, raw writes and GC purges. A fixed linear congruential sequence from
 /// `seed`: the same log every run.
 pub fn generated_log(seed: u64, commands: usize) -> Vec<Command> {
-    let mut state = seed;
-    let mut next = |n: u64| {
-        state = state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (state >> 33) % n
-    };
+    let mut next = lcg(seed);
     let keys = ["a", "b", "c", "d", "e"];
     let mut log = Vec::new();
     let mut ts = 10;
@@ -309,13 +315,7 @@ pub fn recent_writes_never_change_an_answer<E: MvccEngine, O: Fn(&Path) -> Engin
 /// lagging start timestamps: writes meet newer versions, locks, and lock versions left
 /// by finished transactions. Fixed by `seed`.
 pub fn contended_log(seed: u64, commands: usize) -> Vec<Command> {
-    let mut state = seed;
-    let mut next = |n: u64| {
-        state = state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (state >> 33) % n
-    };
+    let mut next = lcg(seed);
     let keys: Vec<String> = (0..12).map(|i| format!("key{i:02}")).collect();
     // Prewritten transactions not finished yet: (primary, other key, start_ts).
     let mut open: Vec<(String, String, Timestamp)> = Vec::new();
