@@ -516,3 +516,73 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use tower_layer::Layer;
+
+    use super::*;
+    use crate::metrics::NodeCounters;
+
+    /// A service answering every call with `grpc-status` `status` in its headers (as a
+    /// trailers-only answer does), or with none.
+    #[derive(Clone)]
+    struct Answer(Option<&'static str>);
+
+    impl Service<http::Request<()>> for Answer {
+        type Response = http::Response<()>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<http::Response<()>, Infallible>>;
+
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _request: http::Request<()>) -> Self::Future {
+            let mut response = http::Response::new(());
+            if let Some(status) = self.0 {
+                response
+                    .headers_mut()
+                    .insert("grpc-status", http::HeaderValue::from_static(status));
+            }
+            std::future::ready(Ok(response))
+        }
+    }
+
+    async fn call(metrics: &Arc<Metrics>, path: &str, status: Option<&'static str>) {
+        let mut service = MetricsLayer {
+            metrics: Arc::clone(metrics),
+        }
+        .layer(Answer(status));
+        let request = http::Request::builder()
+            .uri(path)
+            .body(())
+            .expect("request");
+        service.call(request).await.expect("answer");
+    }
+
+    #[tokio::test]
+    async fn calls_are_counted_by_method_and_status() {
+        let metrics = Arc::new(Metrics::default());
+        let put = "/elastickv.v1.TransactionalKV/Put";
+        call(&metrics, put, None).await;
+        call(&metrics, put, Some("0")).await;
+        call(&metrics, put, Some("5")).await;
+        call(&metrics, "/elastickv.v1.Internal/Forward", Some("5")).await;
+        call(&metrics, "/grpc.health.v1.Health/Check", None).await;
+        let page = metrics.render(&[], &NodeCounters::default());
+        assert!(page.contains(&format!(
+            "elastickv_rpc_requests_total{{method=\"{put}\"}} 3"
+        )));
+        // A trailers-only OK is no error; NotFound is one.
+        assert!(!page.contains("code=\"Ok\""), "{page}");
+        assert!(page.contains(&format!(
+            "elastickv_rpc_errors_total{{method=\"{put}\",code=\"NotFound\"}} 1"
+        )));
+        // Internal and health calls are not counted.
+        assert!(!page.contains("Internal/Forward"), "{page}");
+        assert!(!page.contains("grpc.health"), "{page}");
+    }
+}
