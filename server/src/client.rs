@@ -13,13 +13,10 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
-use std::error::Error as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tonic::transport::Channel;
-
-use crate::whole_body::{whole_body, WholeBodyChannel};
+use crate::one_write::OneWriteChannel;
 
 use crate::pb::api::raw_kv_client::RawKvClient;
 use crate::pb::api::transactional_kv_client::TransactionalKvClient;
@@ -38,24 +35,20 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 pub struct Client {
     /// The connection the typed clients below share; single-key requests build their
     /// typed client on it (or on a leader's) per call, one handle clone each.
-    channel: WholeBodyChannel,
-    txn: TransactionalKvClient<WholeBodyChannel>,
-    admin: AdminClient<WholeBodyChannel>,
-    distribution: DistributionClient<WholeBodyChannel>,
+    channel: OneWriteChannel,
+    txn: TransactionalKvClient<OneWriteChannel>,
+    admin: AdminClient<OneWriteChannel>,
+    distribution: DistributionClient<OneWriteChannel>,
     /// Shared by the clones of a routing client.
     router: Option<Arc<tokio::sync::Mutex<Router>>>,
 }
 
 /// Whether `e` says the node could not be reached or could not serve: a gRPC
-/// `Unavailable`, or a `Cancelled` raised by the transport (a request sent on a
-/// connection the node closed as it went down: "connection closed").
+/// `Unavailable` (also what a connection refused, or closed under the request as the
+/// node went down, gives: see `one_write`).
 fn is_unavailable(e: &Error) -> bool {
-    e.downcast_ref::<tonic::Status>().is_some_and(|s| {
-        s.code() == tonic::Code::Unavailable
-            || (s.code() == tonic::Code::Cancelled
-                && s.source()
-                    .is_some_and(|source| source.is::<tonic::transport::Error>()))
-    })
+    e.downcast_ref::<tonic::Status>()
+        .is_some_and(|s| s.code() == tonic::Code::Unavailable)
 }
 
 /// How often a [`Router`] asks again where the leaders are.
@@ -70,7 +63,7 @@ pub struct Router {
     ranges: Vec<(Vec<u8>, Vec<u8>, String)>,
     asked: Option<Instant>,
     /// A connection to each leader met so far.
-    leaders: HashMap<String, WholeBodyChannel>,
+    leaders: HashMap<String, OneWriteChannel>,
 }
 
 impl Router {
@@ -107,7 +100,7 @@ impl Router {
     /// The connection to send `key`'s request on: its leader's, or `None` (the leader
     /// is not known or cannot be reached) for `via`'s own. Asks `via` for the routes
     /// when they are older than [`ROUTES_MAX_AGE`].
-    async fn channel_for(&mut self, key: &[u8], via: &mut Client) -> Option<WholeBodyChannel> {
+    async fn channel_for(&mut self, key: &[u8], via: &mut Client) -> Option<OneWriteChannel> {
         let stale = self.asked.is_none_or(|t| t.elapsed() > ROUTES_MAX_AGE);
         if stale && self.refresh(via).await.is_err() {
             // Keep the old answer (or none) and try again after the next period.
@@ -127,26 +120,21 @@ impl Router {
 /// The largest message a client sends or accepts.
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
-/// A connection to `addr` (`host:port`) whose unary requests each go out in two writes,
-/// not three (see `whole_body`).
-async fn connect_channel(addr: &str) -> Result<WholeBodyChannel, Error> {
-    let channel = Channel::from_shared(format!("http://{addr}"))?
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .connect()
-        .await
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    Ok(whole_body(channel))
+/// A connection to `addr` (`host:port`) whose unary requests each go out in one write
+/// (see `one_write`).
+async fn connect_channel(addr: &str) -> Result<OneWriteChannel, Error> {
+    Ok(OneWriteChannel::connect(addr).await?)
 }
 
 /// A `TransactionalKV` client on `channel`.
-fn txn_client(channel: WholeBodyChannel) -> TransactionalKvClient<WholeBodyChannel> {
+fn txn_client(channel: OneWriteChannel) -> TransactionalKvClient<OneWriteChannel> {
     TransactionalKvClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE)
 }
 
 /// A `RawKV` client on `channel`.
-fn raw_client(channel: WholeBodyChannel) -> RawKvClient<WholeBodyChannel> {
+fn raw_client(channel: OneWriteChannel) -> RawKvClient<OneWriteChannel> {
     RawKvClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE)
@@ -194,7 +182,7 @@ impl Client {
     /// per service).
     async fn single<T, F, Fut>(&mut self, key: &[u8], call: F) -> Result<T, Error>
     where
-        F: Fn(WholeBodyChannel) -> Fut,
+        F: Fn(OneWriteChannel) -> Fut,
         Fut: std::future::Future<Output = Result<T, Error>>,
     {
         let Some(router) = self.router.clone() else {
@@ -386,7 +374,7 @@ impl Client {
 /// sent with the commit.
 #[derive(Debug)]
 pub struct Txn {
-    client: TransactionalKvClient<WholeBodyChannel>,
+    client: TransactionalKvClient<OneWriteChannel>,
     start_ts: u64,
     isolation: api::Isolation,
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,

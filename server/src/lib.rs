@@ -19,6 +19,7 @@ pub mod cluster_api;
 pub mod config;
 pub mod engines;
 pub mod metrics;
+pub mod one_write;
 pub mod pb;
 pub mod peers;
 pub mod raft_stream;

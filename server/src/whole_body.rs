@@ -14,8 +14,12 @@
 //! follows `HEADERS` in a write of its own (`strace` of `elastickv-load`, hyper 1.12 and
 //! h2 0.4.20, 2026-12-02): h2 gives a new stream send capacity only once its connection
 //! task has opened it, after it flushed the `HEADERS`, and hyper waits for capacity
-//! before it hands over the data. Only for services whose requests are unary: a
-//! client-streaming request would be held until the client finished it.
+//! before it hands over the data. [`crate::one_write::OneWriteChannel`] drives HTTP/2
+//! itself and sends both in one write; the Rust client and the load generator use it.
+//! Node-to-node channels ([`crate::peers`]) still use this wrapper: they share their
+//! connection with the Raft streams and need tonic's keep-alive pings and source
+//! address. Only for services whose requests are unary: a client-streaming request
+//! would be held until the client finished it.
 
 use std::future::Future;
 use std::pin::Pin;

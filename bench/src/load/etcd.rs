@@ -13,11 +13,8 @@
 //!
 //! etcd is not sharded, so [`Target::shards`] keeps its default (empty).
 
-use std::time::Duration;
-
 use async_trait::async_trait;
-use elastickv_server::whole_body::{whole_body, WholeBodyChannel};
-use tonic::transport::Channel;
+use elastickv_server::one_write::OneWriteChannel;
 
 use super::target::{status_error, Connector, OpError, Target, TxnUpdate};
 
@@ -48,28 +45,25 @@ impl Connector for EtcdConnector {
     }
 
     async fn connect(&self, endpoint: &str) -> Result<Box<dyn Target>, OpError> {
-        let channel = Channel::from_shared(format!("http://{endpoint}"))
-            .map_err(|e| OpError::new("Connect", format!("{endpoint:?}: {e}")))?
-            .connect_timeout(Duration::from_secs(5))
-            .connect()
+        let channel = OneWriteChannel::connect(endpoint)
             .await
-            .map_err(|e| OpError::new("Connect", format!("cannot connect to {endpoint}: {e}")))?;
+            .map_err(|e| OpError::new("Connect", e.message()))?;
         Ok(Box::new(Etcd::new(channel)))
     }
 }
 
-/// One etcd connection (a tonic channel, HTTP/2).
+/// One etcd connection (HTTP/2; each request in one write, as for elastickv: see
+/// `elastickv_server::one_write`).
 #[derive(Debug, Clone)]
 pub struct Etcd {
-    kv: KvClient<WholeBodyChannel>,
+    kv: KvClient<OneWriteChannel>,
 }
 
 impl Etcd {
     /// A target over an open channel to an etcd member.
-    pub fn new(channel: Channel) -> Etcd {
+    pub fn new(channel: OneWriteChannel) -> Etcd {
         Etcd {
-            // Each request in two writes, not three, as for elastickv (see `whole_body`).
-            kv: KvClient::new(whole_body(channel)),
+            kv: KvClient::new(channel),
         }
     }
 
