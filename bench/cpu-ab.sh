@@ -21,6 +21,9 @@
 #   CLIENTS=16    closed-loop clients      ROUNDS=3      A/B pairs
 #   DURATION=5    seconds measured         ENGINE=redb   GROUPS_N=3
 #   ETCD=0        also measure etcd        WORK_DIR=/var/tmp/elastickv-cpu-ab (wiped)
+#   ETCD_B_ENV=   with ETCD=1, also measure etcd with this environment each round
+#                 (e.g. "GOMAXPROCS=1"), as "etcd-B"
+#   EKV=1         measure elastickv (EKV=0 with ETCD=1: etcd only)
 #   PRELOAD=0     puts (64 clients) before the warm-up, so the store is not empty
 #                 (compare-etcd.sh preloads 100000 keys)
 set -euo pipefail
@@ -40,6 +43,8 @@ DURATION=${DURATION:-5}
 ENGINE=${ENGINE:-redb}
 GROUPS_N=${GROUPS_N:-3}
 ETCD=${ETCD:-0}
+ETCD_B_ENV=${ETCD_B_ENV:-}
+EKV=${EKV:-1}
 PRELOAD=${PRELOAD:-0}
 WORK_DIR=${WORK_DIR:-/var/tmp/elastickv-cpu-ab}
 BASE_PORT=${BASE_PORT:-26051}
@@ -149,15 +154,16 @@ run_elastickv() { # NAME BINARY FLAGS LOAD
   stop_all
 }
 
-run_etcd() {
-  local i cluster="" endpoints=""
+run_etcd() { # NAME ENV (VAR=value ...)
+  local name=$1 env=$2 i cluster="" endpoints=""
   rm -rf "$WORK_DIR/etcd"
   for i in 1 2 3; do
     cluster+="${cluster:+,}m$i=http://127.0.0.1:$((BASE_PORT + 30 + i - 1))"
     endpoints+="${endpoints:+,}127.0.0.1:$((BASE_PORT + 20 + i - 1))"
   done
   for i in 1 2 3; do
-    etcd --name "m$i" --data-dir "$WORK_DIR/etcd/m$i" \
+    # shellcheck disable=SC2086
+    env $env etcd --name "m$i" --data-dir "$WORK_DIR/etcd/m$i" \
       --listen-client-urls "http://127.0.0.1:$((BASE_PORT + 20 + i - 1))" \
       --advertise-client-urls "http://127.0.0.1:$((BASE_PORT + 20 + i - 1))" \
       --listen-peer-urls "http://127.0.0.1:$((BASE_PORT + 30 + i - 1))" \
@@ -167,7 +173,7 @@ run_etcd() {
     PIDS+=($!)
   done
   wait_for etcd curl -sf "http://127.0.0.1:$((BASE_PORT + 20))/health"
-  measure etcd etcd "$endpoints" no_syncs "$A_LOAD"
+  measure "$name" etcd "$endpoints" no_syncs "$A_LOAD"
   stop_all
 }
 
@@ -175,7 +181,12 @@ rm -rf "$WORK_DIR"
 mkdir -p "$WORK_DIR"
 echo "cpu-ab: A=$A ${A_FLAGS:+($A_FLAGS) }B=$B ${B_FLAGS:+($B_FLAGS) }engine $ENGINE, $GROUPS_N groups, $CLIENTS clients, ${DURATION}s runs${A_LOAD:+, load generators $A_LOAD and $B_LOAD}"
 for _ in $(seq "$ROUNDS"); do
-  run_elastickv A "$A" "$A_FLAGS" "$A_LOAD"
-  run_elastickv B "$B" "$B_FLAGS" "$B_LOAD"
-  if [ "$ETCD" = 1 ]; then run_etcd; fi
+  if [ "$EKV" = 1 ]; then
+    run_elastickv A "$A" "$A_FLAGS" "$A_LOAD"
+    run_elastickv B "$B" "$B_FLAGS" "$B_LOAD"
+  fi
+  if [ "$ETCD" = 1 ]; then
+    run_etcd etcd ""
+    if [ -n "$ETCD_B_ENV" ]; then run_etcd etcd-B "$ETCD_B_ENV"; fi
+  fi
 done

@@ -32,6 +32,13 @@ struct Cli {
     /// Log filter (also RUST_LOG), for example `info` or `elastickv_server=debug`.
     #[arg(long, global = true, default_value = "info,openraft=warn")]
     log: String,
+    /// Threads running the node's asynchronous work (gRPC, Raft, forwarding); the log
+    /// writer and the state machines' apply loops have threads of their own. Default:
+    /// one per core. Fewer than the cores when several nodes share a machine (see
+    /// docs/operations.md).
+    #[arg(long, global = true, env = "ELASTICKV_WORKER_THREADS",
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    worker_threads: Option<u16>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -174,10 +181,12 @@ fn init_logs(format: &str, filter: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(threads) = cli.worker_threads {
+        runtime.worker_threads(usize::from(threads));
+    }
+    let runtime = match runtime.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
