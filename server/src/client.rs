@@ -123,7 +123,11 @@ const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 /// A connection to `addr` (`host:port`) whose unary requests each go out in one write
 /// (see `one_write`).
 async fn connect_channel(addr: &str) -> Result<OneWriteChannel, Error> {
-    Ok(OneWriteChannel::connect(addr).await?)
+    // The status's message alone ("cannot connect to ...: Connection refused"): what
+    // the CLI prints.
+    OneWriteChannel::connect(addr)
+        .await
+        .map_err(|status| status.message().into())
 }
 
 /// A `TransactionalKV` client on `channel`.
