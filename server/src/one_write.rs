@@ -107,11 +107,6 @@ impl OneWriteChannel {
         })
     }
 
-    /// The address this channel connects to.
-    pub fn addr(&self) -> &str {
-        &self.shared.addr
-    }
-
     /// The open connection, or a new one.
     async fn connection(&self) -> Result<Connection, Status> {
         if let Some(conn) = self.shared.conn.lock().clone() {
@@ -234,11 +229,10 @@ impl OneWriteChannel {
             stream.send_data(body, true).map_err(lost)?;
         }
         let response = response.await.map_err(lost)?;
-        let addr = self.shared.addr.clone();
         Ok(response.map(|recv| ResponseBody {
             recv,
             data_done: false,
-            addr,
+            shared: Arc::clone(&self.shared),
         }))
     }
 }
@@ -275,13 +269,14 @@ fn h2_status(addr: &str, e: &h2::Error) -> Status {
 pub struct ResponseBody {
     recv: h2::RecvStream,
     data_done: bool,
-    addr: String,
+    /// The channel's (for the address in errors; shared, not copied per response).
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for ResponseBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseBody")
-            .field("addr", &self.addr)
+            .field("addr", &self.shared.addr)
             .field("data_done", &self.data_done)
             .finish_non_exhaustive()
     }
@@ -302,14 +297,14 @@ impl http_body::Body for ResponseBody {
                     let _ = self.recv.flow_control().release_capacity(data.len());
                     return Poll::Ready(Some(Ok(http_body::Frame::data(data))));
                 }
-                Some(Err(e)) => return Poll::Ready(Some(Err(h2_status(&self.addr, &e)))),
+                Some(Err(e)) => return Poll::Ready(Some(Err(h2_status(&self.shared.addr, &e)))),
                 None => self.data_done = true,
             }
         }
         match ready!(self.recv.poll_trailers(cx)) {
             Ok(Some(trailers)) => Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers)))),
             Ok(None) => Poll::Ready(None),
-            Err(e) => Poll::Ready(Some(Err(h2_status(&self.addr, &e)))),
+            Err(e) => Poll::Ready(Some(Err(h2_status(&self.shared.addr, &e)))),
         }
     }
 

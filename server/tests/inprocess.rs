@@ -288,3 +288,38 @@ async fn a_follower_hands_single_key_writes_whole_to_the_leader() {
     .await
     .expect("the test exceeded its time limit");
 }
+
+/// A response larger than HTTP/2's windows (here a 6 MiB scan; the client's stream
+/// window is 2 MiB) comes back whole through the Rust client: it hands the window back
+/// as it reads (`one_write`), or the server would stop sending halfway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_larger_than_the_windows_arrives_whole() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let addr = format!("127.0.0.1:{}", free_port());
+        let node = start_mem_node(1, &addr, &dir.path().join("n1"), None).await;
+        let mut client = Client::connect(&addr).await.expect("connect");
+        let value = |i: u8| vec![i; 1024 * 1024];
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // The first write waits for the node to lead its group.
+        while let Err(e) = client.put(b"big-0", &value(0)).await {
+            assert!(Instant::now() < deadline, "the node did not serve: {e}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for i in 1..6u8 {
+            client
+                .put(format!("big-{i}").as_bytes(), &value(i))
+                .await
+                .expect("put");
+        }
+        let pairs = client.scan(b"big-", b"big.", 100).await.expect("scan");
+        assert_eq!(pairs.len(), 6);
+        for (i, (key, got)) in pairs.iter().enumerate() {
+            assert_eq!(key, format!("big-{i}").as_bytes());
+            assert!(*got == value(i as u8), "value {i} came back whole");
+        }
+        node.shutdown().await;
+    })
+    .await
+    .expect("the test exceeded its time limit");
+}
