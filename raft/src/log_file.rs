@@ -450,6 +450,11 @@ pub(crate) trait LogFiles: Send + Sync + std::fmt::Debug {
     fn truncate(&self, from: u64) -> io::Result<()>;
     /// Forgets the entries up to `upto` (the caller made the purge marker durable).
     fn purge(&self, upto: u64) -> io::Result<()>;
+    /// The node's shared log and the group, when these files are a group's part of it
+    /// (its appends are then written together with the other groups').
+    fn shared(&self) -> Option<(Arc<crate::shared_log::SharedLog>, crate::GroupId)> {
+        None
+    }
 }
 
 impl LogFiles for FileLog {

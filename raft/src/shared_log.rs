@@ -21,10 +21,11 @@
 //! A group's purge point is not recorded here: its durable purge marker stays in the
 //! group's engine, and [`SharedLog::attach`] drops what it covers.
 //!
-//! **Group commit.** Callers ([`GroupLog::append`], [`GroupLog::truncate`]) queue their
-//! operation and block. The first caller that finds no commit running becomes the
-//! committer: it yields its CPU once (so that other groups' callers woken by the same
-//! burst of messages can queue theirs), then takes every queued operation, checks each against the group's log,
+//! **Group commit.** Callers ([`SharedLog::append_groups`], [`GroupLog::append`],
+//! [`GroupLog::truncate`]) queue their operations and block. The groups' appends come
+//! from one thread ([`crate::log_sync`]), which writes every group's parked entries at
+//! once. The first caller that finds no commit running becomes the committer: it takes
+//! every queued operation, checks each against the group's log,
 //! encodes their records into one buffer, writes it with one `pwrite` and syncs once
 //! (`sync_data`; `sync_all` for a segment's first records), then updates the in-memory
 //! index and wakes the callers. A failed write or sync poisons the log: every later
@@ -55,6 +56,7 @@ use std::sync::Arc;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::log_file::LogFiles;
+use crate::log_sync::SharedSyncer;
 use crate::segment::{self, invalid, segment_name, sync_dir, Scanned};
 use crate::GroupId;
 
@@ -216,6 +218,9 @@ enum OpKind {
     Truncate(u64),
 }
 
+/// Consecutive encoded entries `(index, bytes)` of one group, in index order.
+pub(crate) type GroupEntries = Vec<(u64, Arc<[u8]>)>;
+
 type Outcome = Arc<Mutex<Option<Result<(), (io::ErrorKind, String)>>>>;
 
 struct Op {
@@ -289,6 +294,8 @@ pub struct SharedLog {
     syncs: AtomicU64,
     /// The committer's write buffer, kept between batches (see [`SPARE_BUFFER_MAX`]).
     spare: Mutex<Vec<u8>>,
+    /// The thread writing the groups' appends, started by the first group that asks.
+    syncer: Mutex<Option<SharedSyncer>>,
 }
 
 /// [`Queue`] behind a `Debug` that does not print the operations.
@@ -383,6 +390,7 @@ impl SharedLog {
             index: RwLock::new(index),
             removing: Mutex::new(()),
             spare: Mutex::new(Vec::new()),
+            syncer: Mutex::new(None),
             syncs: AtomicU64::new(0),
         });
         log.remove_dead_segments()?;
@@ -440,34 +448,81 @@ impl SharedLog {
         })
     }
 
+    /// The thread that writes the appends of every group in this log
+    /// ([`crate::log_sync`]); started on the first call.
+    pub(crate) fn syncer(self: &Arc<Self>) -> SharedSyncer {
+        self.syncer
+            .lock()
+            .get_or_insert_with(|| SharedSyncer::start(Arc::downgrade(self)))
+            .clone()
+    }
+
+    /// Appends each group's consecutive entries (a group at most once) and returns once
+    /// they are durable, with each group's outcome: all in one synced write unless a
+    /// commit already running takes some of them.
+    pub(crate) fn append_groups(
+        &self,
+        appends: Vec<(GroupId, GroupEntries)>,
+    ) -> Vec<io::Result<()>> {
+        self.submit_all(
+            appends
+                .into_iter()
+                .map(|(group, entries)| (group, OpKind::Append(entries)))
+                .collect(),
+        )
+    }
+
     /// Queues `kind` for `group` and returns once it is durable (or refused).
     fn submit(&self, group: GroupId, kind: OpKind) -> io::Result<()> {
-        let outcome: Outcome = Arc::new(Mutex::new(None));
+        self.submit_all(vec![(group, kind)])
+            .pop()
+            .unwrap_or_else(|| Err(io::Error::other("the shared log lost an operation")))
+    }
+
+    /// Queues every operation (in order: one group's are applied as listed) and returns
+    /// once all are durable or refused, with each one's outcome. They join one batch
+    /// unless a commit runs meanwhile that takes only some of them.
+    fn submit_all(&self, ops: Vec<(GroupId, OpKind)>) -> Vec<io::Result<()>> {
+        let outcomes: Vec<Outcome> = ops.iter().map(|_| Outcome::default()).collect();
         let mut queue = self.queue.lock();
         if let Some(reason) = &queue.0.poisoned {
-            return Err(io::Error::other(format!(
-                "the shared log failed earlier and takes no more writes ({reason}); restart the node"
-            )));
+            let reason = reason.clone();
+            return outcomes
+                .iter()
+                .map(|_| {
+                    Err(io::Error::other(format!(
+                        "the shared log failed earlier and takes no more writes ({reason}); restart the node"
+                    )))
+                })
+                .collect();
         }
-        queue.0.ops.push(Op {
-            group,
-            kind,
-            outcome: Arc::clone(&outcome),
-        });
+        for ((group, kind), outcome) in ops.into_iter().zip(&outcomes) {
+            queue.0.ops.push(Op {
+                group,
+                kind,
+                outcome: Arc::clone(outcome),
+            });
+        }
         loop {
-            if let Some(result) = outcome.lock().take() {
-                return result.map_err(|(kind, message)| io::Error::new(kind, message));
+            // Operations are committed in queue order, so the last one done means all
+            // of them are.
+            if outcomes.last().is_none_or(|o| o.lock().is_some()) {
+                return outcomes
+                    .iter()
+                    .map(|outcome| match outcome.lock().take() {
+                        Some(result) => {
+                            result.map_err(|(kind, message)| io::Error::new(kind, message))
+                        }
+                        None => Err(io::Error::other("the shared log lost an operation")),
+                    })
+                    .collect();
             }
             if queue.0.committing {
                 self.wake.wait(&mut queue);
                 continue;
             }
             queue.0.committing = true;
-            // Give the other groups' log threads, which may be about to queue theirs
-            // (a leader replicates every group at about the same time), one chance to
-            // join this sync before it starts.
             drop(queue);
-            std::thread::yield_now();
             let ops = std::mem::take(&mut self.queue.lock().0.ops);
             self.commit(ops);
             queue = self.queue.lock();
@@ -902,6 +957,10 @@ impl LogFiles for GroupLog {
 
     fn purge(&self, upto: u64) -> io::Result<()> {
         self.log.purge(self.group, upto)
+    }
+
+    fn shared(&self) -> Option<(Arc<SharedLog>, GroupId)> {
+        Some((Arc::clone(&self.log), self.group))
     }
 }
 
