@@ -19,6 +19,7 @@
 #   EKV_GROUPS=3           elastickv Raft groups
 #   EKV_WORKER_THREADS=1   each elastickv node's --worker-threads (the three nodes share
 #                          the machine's cores; empty: one per core)
+#   EKV_APPLY_THREADS=1    each elastickv node's --apply-threads (empty: one per group)
 #   EKV_FLAGS=             more `elastickv node` flags (e.g. "--heartbeat-ms 500")
 #   EKV_LOAD_FLAGS=        more `elastickv-load` flags for the elastickv runs only
 #                          (e.g. "--leader-routing")
@@ -46,6 +47,7 @@ fi
 WORKLOADS=${WORKLOADS:-"put get"}
 EKV_GROUPS=${EKV_GROUPS:-3}
 EKV_WORKER_THREADS=${EKV_WORKER_THREADS-1}
+EKV_APPLY_THREADS=${EKV_APPLY_THREADS-1}
 EKV_FLAGS=${EKV_FLAGS:-}
 EKV_LOAD_FLAGS=${EKV_LOAD_FLAGS:-}
 WORK_DIR=${WORK_DIR:-/var/tmp/elastickv-compare-etcd}
@@ -150,7 +152,8 @@ for i in 1 2 3; do
   "$BIN/elastickv" node --id "$i" --listen "127.0.0.1:$port" \
     --data-dir "$WORK_DIR/elastickv-$i" --engine "$ENGINE" --groups "$EKV_GROUPS" \
     --initial-cluster "$EKV_CLUSTER" --metrics-listen "127.0.0.1:$metrics" \
-    --log warn ${EKV_WORKER_THREADS:+--worker-threads $EKV_WORKER_THREADS} $EKV_FLAGS \
+    --log warn ${EKV_WORKER_THREADS:+--worker-threads $EKV_WORKER_THREADS} \
+    ${EKV_APPLY_THREADS:+--apply-threads $EKV_APPLY_THREADS} $EKV_FLAGS \
     >"$WORK_DIR/logs/elastickv-$i.log" 2>&1 &
   PIDS+=($!)
 done
@@ -268,8 +271,9 @@ COMMAND="bench/compare-etcd.sh"
 COMMAND="ENGINE=$ENGINE CLIENTS=\"$CLIENTS\" DURATION=$DURATION KEYS=$KEYS $COMMAND"
 [ -n "$EKV_FLAGS" ] && COMMAND="EKV_FLAGS=\"$EKV_FLAGS\" $COMMAND"
 [ "$EKV_WORKER_THREADS" != 1 ] && COMMAND="EKV_WORKER_THREADS=$EKV_WORKER_THREADS $COMMAND"
+[ "$EKV_APPLY_THREADS" != 1 ] && COMMAND="EKV_APPLY_THREADS=$EKV_APPLY_THREADS $COMMAND"
 [ -n "$EKV_LOAD_FLAGS" ] && COMMAND="EKV_LOAD_FLAGS=\"$EKV_LOAD_FLAGS\" $COMMAND"
-ENGINE=$ENGINE EKV_GROUPS=$EKV_GROUPS EKV_WORKER_THREADS=$EKV_WORKER_THREADS EKV_FLAGS=$EKV_FLAGS EKV_LOAD_FLAGS=$EKV_LOAD_FLAGS ETCD_VERSION=$ETCD_VERSION CLIENTS=$CLIENTS \
+ENGINE=$ENGINE EKV_GROUPS=$EKV_GROUPS EKV_WORKER_THREADS=$EKV_WORKER_THREADS EKV_APPLY_THREADS=$EKV_APPLY_THREADS EKV_FLAGS=$EKV_FLAGS EKV_LOAD_FLAGS=$EKV_LOAD_FLAGS ETCD_VERSION=$ETCD_VERSION CLIENTS=$CLIENTS \
   DURATION=$DURATION KEYS=$KEYS WORKLOADS=$WORKLOADS RUN_SECONDS=$RUN_SECONDS \
   COMMAND=$COMMAND WORK_DIR=$WORK_DIR \
   python3 - "$WORK_DIR/json" "$TABLE" <<'EOF'
@@ -305,7 +309,8 @@ lines = [
     f"{os.cpu_count()} cores ({cpu()}), {mem_gib:.0f} GiB, {fs}, both clusters' data on "
     f"the same disk; elastickv {commit}{dirty} (engine {env['ENGINE']}, "
     f"{env['EKV_GROUPS']} Raft groups, "
-    f"{'--worker-threads ' + env['EKV_WORKER_THREADS'] if env['EKV_WORKER_THREADS'] else 'a worker thread per core'}"
+    f"{'--worker-threads ' + env['EKV_WORKER_THREADS'] if env['EKV_WORKER_THREADS'] else 'a worker thread per core'}, "
+    f"{'--apply-threads ' + env['EKV_APPLY_THREADS'] if env['EKV_APPLY_THREADS'] else 'an apply thread per group'}"
     f"{', node flags ' + env['EKV_FLAGS'] if env['EKV_FLAGS'] else ''}{', load generator flags ' + env['EKV_LOAD_FLAGS'] if env['EKV_LOAD_FLAGS'] else ''}), etcd {env['ETCD_VERSION']} (Debian "
     f"etcd-server). Each cell: {env['DURATION']} of closed-loop clients, one gRPC "
     f"connection each, spread over the 3 members; {int(env['KEYS']):,} keys, "

@@ -59,6 +59,7 @@ mod txn;
 mod types;
 
 pub use applier::{Applied, Applier, ApplyEntry};
+pub use apply_thread::set_apply_threads;
 pub use config::{GroupConfig, LogStorage};
 pub use error::{RaftError, Result};
 pub use group::{Group, GroupStatus, Leadership, Proposed, Role};

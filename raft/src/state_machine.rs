@@ -37,7 +37,7 @@ pub struct StateMachine<E: MvccEngine, A> {
     membership: StoredMembership,
     snapshots: Arc<SnapshotStore<E>>,
     /// Where [`StateMachine::apply`] runs (see [`crate::apply_thread`]).
-    thread: ApplyThread,
+    thread: Arc<ApplyThread>,
 }
 
 /// What has been applied, as stored in the raw keyspace with every apply.
@@ -147,7 +147,7 @@ impl<E: MvccEngine, A: Applier<E>> StateMachine<E, A> {
         Ok(StateMachine {
             engine,
             applier,
-            thread: ApplyThread::start("ekv-apply".to_string()),
+            thread: crate::apply_thread::for_state_machine(),
             layout,
             applied: state.complete,
             membership,

@@ -2,6 +2,7 @@
 
 use std::io::Read as _;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -39,6 +40,12 @@ struct Cli {
     #[arg(long, global = true, env = "ELASTICKV_WORKER_THREADS",
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     worker_threads: Option<u16>,
+    /// Threads applying committed writes, shared by every Raft group of the process
+    /// (each group on one of them). Default: a thread per group. Fewer when several
+    /// nodes share a machine's cores (see docs/operations.md).
+    #[arg(long, global = true, env = "ELASTICKV_APPLY_THREADS",
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    apply_threads: Option<u16>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -181,6 +188,13 @@ fn init_logs(format: &str, filter: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(threads) = cli
+        .apply_threads
+        .and_then(|t| NonZeroUsize::new(usize::from(t)))
+    {
+        // Before any group starts, in a fresh process: the size cannot be set already.
+        let _ = elastickv_raft::set_apply_threads(threads);
+    }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
     if let Some(threads) = cli.worker_threads {
