@@ -3,7 +3,7 @@
 //! openraft 0.9 calls `append` once per client write and calls it again as soon as the
 //! previous call returned, learning about durability later through a callback. So an
 //! append only parks its encoded entries in [`PendingLog`] (where log readers see them
-//! at once) and queues its callback here. The group's sync thread repeatedly takes
+//! at once) and queues its callback here. The sync thread repeatedly takes
 //! every queued callback and every parked entry, writes all those entries in one synced
 //! write (to the log files, or to the engine), and only then reports the callbacks
 //! flushed. While one sync runs, the next batch accumulates: concurrent proposals share
